@@ -1,0 +1,42 @@
+// The inbox: how a completion that arrives on a foreign thread (libgfapi,
+// librados, a worker) is handed back to the loop that owns the waiting
+// coroutine. Producers push onto a lock-free stack and signal an eventfd on
+// the empty -> non-empty transition; the loop reads that eventfd through its
+// own io_uring and resumes each waiter on its own thread, exactly once.
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+
+namespace coblk {
+
+struct InboxItem {
+    InboxItem* next = nullptr;
+    std::coroutine_handle<> waiter;
+};
+
+class Inbox {
+public:
+    // Creates the eventfd; throws std::system_error when it cannot.
+    Inbox();
+    ~Inbox();
+    Inbox(const Inbox&) = delete;
+    Inbox& operator=(const Inbox&) = delete;
+
+    // Queues `item` for its loop. Any thread; never blocks. The item must not
+    // be touched by the caller afterwards: the loop may resume and free it.
+    void push(InboxItem* item) noexcept;
+
+    // Takes every queued item, oldest first. Loop thread only.
+    InboxItem* take_all() noexcept;
+
+    bool empty() const noexcept { return head_.load(std::memory_order_relaxed) == nullptr; }
+    int eventfd() const noexcept { return efd_; }
+
+private:
+    std::atomic<InboxItem*> head_{nullptr};
+    int efd_ = -1;
+};
+
+} // namespace coblk

@@ -1,0 +1,268 @@
+// The Loop: one per thread, owner of one io_uring, and the only place in the
+// engine that blocks. Coroutines started on a loop resume on its thread.
+//
+// A loop turn: resume coroutines posted to the ready queue, move queued
+// operations into the submission ring while the completion ring has room,
+// submit them all with one syscall (waiting for a completion if nothing else
+// is runnable), then resume the waiters of every reaped completion and of
+// every inbox item handed over by foreign threads.
+#pragma once
+
+#include <linux/time_types.h>
+#include <liburing.h>
+#include <sys/uio.h>
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "engine/inbox.h"
+#include "engine/result.h"
+#include "engine/task.h"
+
+namespace coblk {
+
+class Loop;
+
+// One io_uring operation awaited by a coroutine. It lives in the awaiting
+// coroutine's frame; sqe.user_data points at it.
+struct UringOp {
+    Loop* loop = nullptr;
+    std::coroutine_handle<> waiter;
+    void (*on_complete)(UringOp*) = nullptr;  // for the loop's internal ops
+    UringOp* next = nullptr;                  // while queued for ring space
+    int res = 0;
+
+    uint8_t opcode = 0;
+    int fd = -1;
+    uint64_t addr = 0;
+    uint32_t len = 0;
+    uint64_t off = 0;
+    uint32_t op_flags = 0;  // rw_flags / fsync_flags / timeout_flags
+
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) noexcept;
+    // The CQE's result: >= 0 on success, -errno on failure.
+    int await_resume() const noexcept { return res; }
+};
+
+// A relative timeout; completes with 0 when it expires.
+struct SleepOp : UringOp {
+    __kernel_timespec ts{};
+    void await_suspend(std::coroutine_handle<> h) noexcept;
+    int await_resume() const noexcept { return res == -ETIME ? 0 : res; }
+};
+
+// An operation completed by another thread: the starter hands `this` (as a
+// ForeignCompletion*) to a library or worker, which calls complete() once.
+struct ForeignCompletion : InboxItem {
+    Loop* loop = nullptr;
+    int64_t result = 0;
+    // Records `r` and queues the waiter on its loop. Any thread, once; the
+    // caller must not touch the object afterwards.
+    void complete(int64_t r) noexcept;
+};
+
+template <typename Start>
+struct ForeignAwaiter : ForeignCompletion {
+    Start start;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h);
+    int64_t await_resume() const noexcept { return result; }
+};
+
+class Loop {
+public:
+    // Creates a loop with an io_uring of `entries` submission slots. Fails
+    // with the errno of io_uring_setup and a message when io_uring is
+    // unavailable. Any thread; the loop then belongs to the thread running it.
+    static Result<std::unique_ptr<Loop>> create(unsigned entries = 256);
+    ~Loop();
+    Loop(const Loop&) = delete;
+    Loop& operator=(const Loop&) = delete;
+
+    // The loop whose turn is running on this thread, or null.
+    static Loop* current() noexcept;
+
+    // Operation awaiters; each resolves to the CQE result (-errno on error).
+    UringOp readv(int fd, const iovec* iov, unsigned iovcnt, uint64_t off) noexcept;
+    UringOp writev(int fd, const iovec* iov, unsigned iovcnt, uint64_t off, int rw_flags = 0) noexcept;
+    UringOp fsync(int fd, bool datasync) noexcept;
+    UringOp fallocate(int fd, int mode, uint64_t off, uint64_t len) noexcept;
+    SleepOp sleep_for(std::chrono::nanoseconds d) noexcept;
+
+    // Resumes `h` on a later turn of this loop. Loop thread only.
+    void post(std::coroutine_handle<> h) { ready_.push_back(h); }
+
+    // Starts `t` on this loop without waiting for it; it runs until its first
+    // suspension before spawn returns. An exception escaping it terminates.
+    void spawn(Task<void> t);
+
+    // Runs `t` to completion on this loop, turning the loop as needed, and
+    // returns its value. Not from inside a coroutine of this loop. Aborts with
+    // a message when every coroutine waits and nothing can wake them.
+    template <typename T>
+    T run(Task<T> t);
+
+    // One loop turn; `block` allows waiting for a completion. Returns false
+    // when nothing is runnable and nothing is in flight (a stall).
+    bool run_once(bool block);
+
+    // Completions handed over from foreign threads land here.
+    Inbox& inbox() noexcept { return inbox_; }
+
+    unsigned sq_entries() const noexcept { return sq_entries_; }
+    uint64_t syscalls() const noexcept { return syscalls_; }
+
+private:
+    friend struct UringOp;
+    friend struct SleepOp;
+    friend struct ForeignCompletion;
+    template <typename S> friend struct ForeignAwaiter;
+    friend struct CurrentLoopScope;
+
+    Loop() = default;
+    void queue(UringOp* op) noexcept;
+    void fill_sq() noexcept;
+    bool put_sqe(UringOp* op) noexcept;
+    void reap() noexcept;
+    void drain_inbox() noexcept;
+    void run_ready();
+    void arm_inbox_read() noexcept;
+    static void on_inbox_read(UringOp* op);
+    [[noreturn]] void stalled();
+
+    io_uring ring_{};
+    bool ring_ready_ = false;
+    unsigned sq_entries_ = 0;
+    unsigned max_inflight_ = 0;   // CQ entries less the inbox read
+    unsigned inflight_ = 0;       // user ops in the ring
+    unsigned foreign_pending_ = 0;
+    UringOp* queued_head_ = nullptr;  // waiting for ring space, FIFO
+    UringOp* queued_tail_ = nullptr;
+    std::vector<std::coroutine_handle<>> ready_;
+    std::vector<std::coroutine_handle<>> running_;
+    Inbox inbox_;
+    UringOp inbox_read_;
+    uint64_t inbox_buf_ = 0;
+    uint64_t syscalls_ = 0;
+};
+
+// Makes `loop` the current loop of this thread for the scope's life.
+struct CurrentLoopScope {
+    explicit CurrentLoopScope(Loop* loop) noexcept;
+    ~CurrentLoopScope();
+    Loop* saved;
+};
+
+namespace detail {
+
+// A coroutine that starts at once and frees itself when it ends.
+struct Detached {
+    struct promise_type {
+        static void* operator new(std::size_t n) { return frame_alloc(n); }
+        static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
+        Detached get_return_object() noexcept { return {}; }
+        std::suspend_never initial_suspend() noexcept { return {}; }
+        std::suspend_never final_suspend() noexcept { return {}; }
+        void return_void() noexcept {}
+        void unhandled_exception() noexcept;
+    };
+};
+
+template <typename T>
+struct RunState {
+    std::optional<T> value;
+    std::exception_ptr exception;
+    bool done = false;
+};
+template <>
+struct RunState<void> {
+    std::exception_ptr exception;
+    bool done = false;
+};
+
+template <typename T>
+Detached run_wrapper(Task<T> t, RunState<T>& st)
+{
+    try {
+        if constexpr (std::is_void_v<T>)
+            co_await std::move(t);
+        else
+            st.value.emplace(co_await std::move(t));
+    } catch (...) {
+        st.exception = std::current_exception();
+    }
+    st.done = true;
+}
+
+} // namespace detail
+
+inline void UringOp::await_suspend(std::coroutine_handle<> h) noexcept
+{
+    waiter = h;
+    loop->queue(this);
+}
+
+inline void SleepOp::await_suspend(std::coroutine_handle<> h) noexcept
+{
+    addr = reinterpret_cast<uint64_t>(&ts);
+    UringOp::await_suspend(h);
+}
+
+inline void ForeignCompletion::complete(int64_t r) noexcept
+{
+    result = r;
+    loop->inbox_.push(this);
+}
+
+template <typename Start>
+void ForeignAwaiter<Start>::await_suspend(std::coroutine_handle<> h)
+{
+    waiter = h;
+    loop->foreign_pending_++;
+    // The waiter is recorded before the operation starts, and the loop only
+    // drains its inbox after this returns: a completion that races ahead of
+    // the suspension still resumes the coroutine after it has suspended.
+    start(static_cast<ForeignCompletion*>(this));
+}
+
+// Awaits an operation that `start(ForeignCompletion*)` hands to another
+// thread; resolves to the value passed to complete().
+template <typename Start>
+ForeignAwaiter<Start> await_foreign(Loop& loop, Start start)
+{
+    ForeignAwaiter<Start> a{{}, std::move(start)};
+    a.loop = &loop;
+    return a;
+}
+
+template <typename T>
+T Loop::run(Task<T> t)
+{
+    CurrentLoopScope scope(this);
+    detail::RunState<T> st;
+    detail::run_wrapper(std::move(t), st);
+    while (!st.done) {
+        // A turn that finds nothing in flight may still have run the last
+        // step of `t`: only a turn that leaves it unfinished is a stall.
+        if (!run_once(true) && !st.done)
+            stalled();
+    }
+    if (st.exception)
+        std::rethrow_exception(st.exception);
+    if constexpr (!std::is_void_v<T>)
+        return std::move(*st.value);
+}
+
+// Runs `t` on `loop` until it completes and returns its value: the bridge
+// from plain code (tools, tests, the C API) into coroutines.
+template <typename T>
+T sync_wait(Loop& loop, Task<T> t)
+{
+    return loop.run(std::move(t));
+}
+
+} // namespace coblk

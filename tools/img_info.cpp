@@ -1,0 +1,161 @@
+// coblk-img info [-f FMT] [--output=human|json] [-U] FILENAME
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "tools/img_commands.h"
+#include "tools/img_common.h"
+
+namespace coblk::img {
+namespace {
+
+constexpr const char* kHelp = R"(Usage: coblk-img info [-f FMT] [--output=human|json] [-U] FILENAME
+
+Prints the format, virtual size, allocated size and protocol of an image
+(opened read-only).
+
+  -f FMT               image format (default: probe)
+  --output=human|json  output style (default: human)
+  -U, --force-share    do not take the image's file lock
+  -h, --help           print this help
+)";
+
+enum { kOptOutput = 256 };
+
+struct InfoArgs {
+    bool help = false;
+    bool json = false;
+    bool force_share = false;
+    std::string format;
+    std::string filename;
+};
+
+// Parses info's arguments; fails naming the unknown option, the bad
+// --output value or the missing FILENAME.
+Result<InfoArgs> parse_args(int argc, char** argv)
+{
+    static const option kLong[] = {{"help", no_argument, nullptr, 'h'},
+                                   {"output", required_argument, nullptr, kOptOutput},
+                                   {"force-share", no_argument, nullptr, 'U'},
+                                   {}};
+    OptionParser p(argc, argv, "hf:U", kLong);
+    InfoArgs a;
+    for (int c; (c = p.next()) != -1;) {
+        switch (c) {
+        case 0:
+            return p.error();
+        case 'h':
+            a.help = true;
+            return a;
+        case 'f':
+            a.format = p.arg();
+            break;
+        case 'U':
+            a.force_share = true;
+            break;
+        case kOptOutput:
+            if (std::string_view(p.arg()) == "json")
+                a.json = true;
+            else if (std::string_view(p.arg()) != "human")
+                return make_error(EINVAL, "--output must be 'human' or 'json', not '{}'",
+                                  p.arg());
+            break;
+        }
+    }
+    auto args = p.positional();
+    if (args.empty())
+        return make_error(EINVAL, "missing FILENAME");
+    if (args.size() > 1)
+        return make_error(EINVAL, "unexpected argument '{}'", args[1]);
+    a.filename = args[0];
+    return a;
+}
+
+// `s` as a JSON string literal.
+std::string json_string(std::string_view s)
+{
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\')
+            out += fmt::format("\\{}", char(c));
+        else if (c < 0x20)
+            out += fmt::format("\\u{:04x}", c);
+        else
+            out += char(c);
+    }
+    return out + "\"";
+}
+
+struct ImageInfo {
+    std::string format;
+    std::string protocol;
+    uint64_t virtual_size = 0;
+    int64_t allocated = -ENOTSUP;  // bytes, or -errno when unknown
+};
+
+void print_human(const std::string& filename, const ImageInfo& i)
+{
+    fmt::print("image: {}\n", filename);
+    fmt::print("file format: {}\n", i.format);
+    fmt::print("virtual size: {} ({} bytes)\n", human_size(i.virtual_size), i.virtual_size);
+    if (i.allocated >= 0)
+        fmt::print("disk size: {}\n", human_size(uint64_t(i.allocated)));
+    else
+        fmt::print("disk size: unavailable\n");
+    fmt::print("protocol: {}\n", i.protocol);
+}
+
+void print_json(const std::string& filename, const ImageInfo& i)
+{
+    fmt::print("{{\n");
+    fmt::print("    \"virtual-size\": {},\n", i.virtual_size);
+    fmt::print("    \"filename\": {},\n", json_string(filename));
+    fmt::print("    \"format\": {},\n", json_string(i.format));
+    if (i.allocated >= 0)
+        fmt::print("    \"actual-size\": {},\n", i.allocated);
+    fmt::print("    \"protocol\": {}\n", json_string(i.protocol));
+    fmt::print("}}\n");
+}
+
+// Opens `a.filename` read-only, prints what info shows, and closes it.
+// Returns the exit status.
+Task<int> info(Loop& loop, const InfoArgs& a, const OpenOptions& o)
+{
+    auto dev = co_await open_device(loop, a.filename, o);
+    if (!dev) {
+        print_error(dev.error().message);
+        co_return kExitFailure;
+    }
+    Layer& layer = **dev;
+    ImageInfo i{layer.kind(), layer.protocol(), layer.size(), layer.allocated_bytes()};
+    co_await layer.close();
+    if (a.json)
+        print_json(a.filename, i);
+    else
+        print_human(a.filename, i);
+    co_return kExitOk;
+}
+
+} // namespace
+
+int cmd_info(int argc, char** argv)
+{
+    auto args = parse_args(argc, argv);
+    if (!args)
+        return usage_error("info", args.error(), kExitFailure);
+    if (args->help) {
+        std::fputs(kHelp, stdout);
+        return kExitOk;
+    }
+    auto opts = open_options(args->filename, args->format, "", true, args->force_share);
+    if (!opts) {
+        print_error(opts.error().message);
+        return kExitFailure;
+    }
+    auto loop = make_loop();
+    if (!loop)
+        return kExitFailure;
+    return sync_wait(*loop, info(*loop, *args, *opts));
+}
+
+} // namespace coblk::img
