@@ -341,3 +341,40 @@ TEST_CASE("create_image", "[open]")
         CHECK_THAT(r.error().message, Contains("qcow2"));
     }
 }
+
+TEST_CASE("open: the protocol's name as the format opens the bare protocol", "[open]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    std::string path = dir.file("bare.img");
+    REQUIRE(try_create(L, path, 1 << 20).ok());
+
+    OpenOptions bare;
+    bare.format = "file";
+    auto f = open_ok(L, path, bare);
+    CHECK(std::string(f->kind()) == "file");
+    CHECK(f->child() == nullptr);
+    close_layer(L, *f);
+
+    OpenOptions raw;
+    raw.format = "raw";
+    auto r = open_ok(L, path, raw);
+    CHECK(std::string(r->kind()) == "raw");
+    REQUIRE(r->child() != nullptr);
+    CHECK(std::string(r->child()->kind()) == "file");
+    close_layer(L, *r);
+
+    // Another protocol's name is not a format for this one; raw's window
+    // options do not apply to a bare protocol.
+    OpenOptions wrong;
+    wrong.format = "null";
+    auto w = try_open(L, path, wrong);
+    REQUIRE_FALSE(w.ok());
+    CHECK_THAT(w.error().message, Contains("unknown format 'null'") && Contains("'file'"));
+    OpenOptions window = bare;
+    window.options.emplace_back("offset", "4096");
+    auto ww = try_open(L, path, window);
+    REQUIRE_FALSE(ww.ok());
+    CHECK_THAT(ww.error().message, Contains("offset"));
+}

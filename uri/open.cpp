@@ -164,15 +164,19 @@ Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view na
     auto spec = uri::parse(name);
     if (!spec)
         co_return spec.error();
-    if (!o.format.empty() && !format_supported(o.format))
-        co_return make_error(EINVAL, "unknown format '{}' for '{}' (this build opens: raw)",
-                             o.format, name);
+    // As with qemu's `-f file`, the protocol's own name as the format opens
+    // the bare protocol layer, with no format layer above it.
+    bool bare = o.format == uri::protocol_name(spec->protocol);
+    if (!o.format.empty() && !bare && !format_supported(o.format))
+        co_return make_error(EINVAL, "unknown format '{}' for '{}' (this build opens: raw, or "
+                             "'{}' for the bare protocol)", o.format, name,
+                             uri::protocol_name(spec->protocol));
     auto split = split_options(*spec, o.options, o.format);
     if (!split)
         co_return split.error();
     auto proto = open_backend(loop, *spec, split->first, o);
-    if (!proto)
-        co_return proto.error();
+    if (!proto || bare)
+        co_return proto;
     std::unique_ptr<Layer> child = std::move(proto).value();
 
     std::string format = o.format;

@@ -14,7 +14,8 @@
 namespace coblk {
 
 struct OpenOptions {
-    std::string format;          // "raw", ...; empty: probe
+    std::string format;          // "raw", ...; the protocol's name ("file", ...): no
+                                 // format layer; empty: probe
     bool read_only = false;
     std::string cache;           // "none" | "writeback"; empty: the URI's or writeback
     // -o style options: protocol keys (cache, locking, size, ...) go to the
