@@ -13,28 +13,35 @@ struct FreeBlock {
     FreeBlock* next;
 };
 
+// Trivially destructible and constant-initialised, so that reaching it
+// costs no thread_local initialisation guard on the request path.
 struct Pool {
     FreeBlock* heads[kClasses] = {};
     std::size_t counts[kClasses] = {};
-    ~Pool();
+    bool reaper_armed = false;  // the Reaper below will free the lists
+    bool gone = false;          // the thread is exiting: use the heap
 };
 
-// Set once the thread's pool is gone, so that frames freed during thread exit
-// (after the pool's destructor ran) go straight back to the heap.
-thread_local bool pool_gone = false;
-thread_local Pool pool;
+constinit thread_local Pool pool;
 
-Pool::~Pool()
-{
-    for (std::size_t c = 0; c < kClasses; c++) {
-        while (heads[c]) {
-            FreeBlock* b = heads[c];
-            heads[c] = b->next;
-            ::operator delete(b);
+// Frees the thread's cached frames at thread exit. Touched once per thread,
+// on the first frame that is cached, which registers its destructor.
+struct Reaper {
+    bool armed = false;
+    ~Reaper()
+    {
+        for (std::size_t c = 0; c < kClasses; c++) {
+            while (pool.heads[c]) {
+                FreeBlock* b = pool.heads[c];
+                pool.heads[c] = b->next;
+                ::operator delete(b);
+            }
         }
+        pool.gone = true;  // frames freed later in thread exit go to the heap
     }
-    pool_gone = true;
-}
+};
+
+thread_local Reaper reaper;
 
 std::size_t class_of(std::size_t size) { return (size + kGranule - 1) / kGranule - 1; }
 
@@ -43,7 +50,7 @@ std::size_t class_of(std::size_t size) { return (size + kGranule - 1) / kGranule
 void* frame_alloc(std::size_t size)
 {
     std::size_t c = class_of(size);
-    if (c >= kClasses || pool_gone)
+    if (c >= kClasses || pool.gone)
         return ::operator new(size);
     if (FreeBlock* b = pool.heads[c]) {
         pool.heads[c] = b->next;
@@ -56,9 +63,13 @@ void* frame_alloc(std::size_t size)
 void frame_free(void* p, std::size_t size) noexcept
 {
     std::size_t c = class_of(size);
-    if (c >= kClasses || pool_gone || pool.counts[c] >= kMaxCachedPerClass) {
+    if (c >= kClasses || pool.gone || pool.counts[c] >= kMaxCachedPerClass) {
         ::operator delete(p);
         return;
+    }
+    if (!pool.reaper_armed) {
+        pool.reaper_armed = true;
+        reaper.armed = true;
     }
     auto* b = static_cast<FreeBlock*>(p);
     b->next = pool.heads[c];

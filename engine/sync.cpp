@@ -96,7 +96,7 @@ void RangeLock::unlock(uint64_t off, uint64_t end)
     }
 }
 
-void WaitGroup::done()
+void WaitGroup::done_last()
 {
     if (count_ == 0) {
         std::fputs("coblk: WaitGroup::done() without a matching add()\n", stderr);

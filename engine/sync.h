@@ -150,7 +150,16 @@ class WaitGroup {
 public:
     void add(size_t n = 1) { count_ += n; }
     // Marks one unit done, waking every waiter at zero. Loop thread only.
-    void done();
+    // The common case (not the last unit) stays inline: every request passes
+    // here once per layer.
+    void done()
+    {
+        if (count_ > 1) {
+            count_--;
+            return;
+        }
+        done_last();
+    }
     size_t count() const { return count_; }
 
     struct WaitAwaiter {
@@ -169,6 +178,8 @@ public:
     WaitAwaiter wait() noexcept { return WaitAwaiter{*this, {}}; }
 
 private:
+    void done_last();
+
     size_t count_ = 0;
     WaitAwaiter* waiters_ = nullptr;
 };

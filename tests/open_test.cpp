@@ -378,3 +378,29 @@ TEST_CASE("open: the protocol's name as the format opens the bare protocol", "[o
     REQUIRE_FALSE(ww.ok());
     CHECK_THAT(ww.error().message, Contains("offset"));
 }
+
+TEST_CASE("open: a plain /dev path naming a regular file opens as a file", "[open]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    char tmpl[] = "/dev/shm/coblk-open-test.XXXXXX";
+    int fd = mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    REQUIRE(ftruncate(fd, 1 << 20) == 0);
+    close(fd);
+    std::string path = tmpl;
+    auto d = try_open(L, path);
+    bool opened = d.ok();
+    std::string kind = opened ? bottom(d->get())->kind() : "";
+    uint64_t size = opened ? (*d)->size() : 0;
+    if (opened)
+        close_layer(L, **d);
+    auto dev = try_open(L, "host_device:" + path);
+    unlink(path.c_str());
+    REQUIRE(opened);
+    CHECK(kind == "file");
+    CHECK(size == 1 << 20);
+    // An explicit host_device: still insists on a block device.
+    REQUIRE_FALSE(dev.ok());
+    CHECK_THAT(dev.error().message, Contains("not a block device"));
+}

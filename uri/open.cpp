@@ -133,6 +133,16 @@ LayerResult open_backend(Loop& loop, const uri::Spec& spec, const uri::Options& 
                       uri::protocol_name(spec.protocol));
 }
 
+// A plain path under /dev that names a regular file (on /dev/shm, say) is a
+// file: only an explicit host_device: insists on a block device.
+void resolve_plain_dev_path(uri::Spec& spec)
+{
+    struct stat st {};
+    if (spec.protocol == uri::Protocol::HostDevice && spec.text == spec.path &&
+        ::stat(spec.path.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+        spec.protocol = uri::Protocol::File;
+}
+
 // Probes the format from the first bytes of `proto`.
 Task<Result<std::string>> probe(Layer& proto, const std::string& name)
 {
@@ -149,9 +159,11 @@ Task<Result<std::string>> probe(Layer& proto, const std::string& name)
 
 } // namespace
 
-Task<Result<std::unique_ptr<Layer>>> open_protocol(Loop& loop, const uri::Spec& spec,
+Task<Result<std::unique_ptr<Layer>>> open_protocol(Loop& loop, const uri::Spec& spec_in,
                                                    const OpenOptions& o)
 {
+    uri::Spec spec = spec_in;
+    resolve_plain_dev_path(spec);
     auto split = split_options(spec, o.options, o.format);
     if (!split)
         co_return split.error();
@@ -164,6 +176,7 @@ Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view na
     auto spec = uri::parse(name);
     if (!spec)
         co_return spec.error();
+    resolve_plain_dev_path(*spec);
     // As with qemu's `-f file`, the protocol's own name as the format opens
     // the bare protocol layer, with no format layer above it.
     bool bare = o.format == uri::protocol_name(spec->protocol);
