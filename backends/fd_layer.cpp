@@ -18,11 +18,6 @@ constexpr int kMaxIov = 1024;  // IOV_MAX on Linux
 uint64_t align_down(uint64_t v, uint64_t a) { return v / a * a; }
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
-};
-using AlignedBuf = std::unique_ptr<char, FreeDeleter>;
-
 // Advances a copy of the iovec array past `done` bytes; returns the count of
 // remaining elements at `out`.
 int iov_advance(const iovec* iov, int iovcnt, size_t done, std::vector<iovec>& out)
@@ -160,17 +155,25 @@ Task<int> FdLayer::do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsign
     co_return r;
 }
 
+// The aligned extent around [off, off+len) and a buffer for it (null when
+// memory is short).
+FdLayer::Bounce FdLayer::bounce_for(uint64_t off, uint64_t len) const
+{
+    uint32_t a = direct_ ? limits_.request_alignment : 1;
+    uint64_t lo = align_down(off, a), hi = align_up(off + len, a);
+    void* p = aligned_buffer(std::max(a, limits_.memory_alignment), hi - lo);
+    return Bounce{a, lo, hi, BounceBuffer(static_cast<char*>(p))};
+}
+
 // Reads the aligned extent around the request into an aligned buffer and
 // copies the requested bytes out. Returns 0, -ENOMEM or the read's -errno.
 Task<int> FdLayer::bounced_read(uint64_t off, const iovec* iov, int iovcnt)
 {
-    uint32_t a = direct_ ? limits_.request_alignment : 1;
     uint64_t len = iov_length(iov, iovcnt);
-    uint64_t lo = align_down(off, a), hi = align_up(off + len, a);
-    AlignedBuf buf(static_cast<char*>(aligned_buffer(std::max(a, limits_.memory_alignment),
-                                                     hi - lo)));
-    if (!buf)
+    Bounce b = bounce_for(off, len);
+    if (!b.buf)
         co_return -ENOMEM;
+    auto& [a, lo, hi, buf] = b;
     iovec v{buf.get(), hi - lo};
     int r = co_await rw_full(false, lo, &v, 1);
     if (r == 0)
@@ -183,13 +186,11 @@ Task<int> FdLayer::bounced_read(uint64_t off, const iovec* iov, int iovcnt)
 // Returns 0, -ENOMEM or the first -errno.
 Task<int> FdLayer::bounced_write(uint64_t off, const iovec* iov, int iovcnt)
 {
-    uint32_t a = direct_ ? limits_.request_alignment : 1;
     uint64_t len = iov_length(iov, iovcnt);
-    uint64_t lo = align_down(off, a), hi = align_up(off + len, a);
-    AlignedBuf buf(static_cast<char*>(aligned_buffer(std::max(a, limits_.memory_alignment),
-                                                     hi - lo)));
-    if (!buf)
+    Bounce b = bounce_for(off, len);
+    if (!b.buf)
         co_return -ENOMEM;
+    auto& [a, lo, hi, buf] = b;
     if (lo < off) {
         iovec head{buf.get(), a};
         if (int r = co_await rw_full(false, lo, &head, 1); r < 0)
@@ -218,7 +219,7 @@ Task<int> FdLayer::write_zero_buffers(uint64_t off, uint64_t len)
 {
     constexpr uint64_t kChunk = 1 << 20;
     uint32_t a = std::max<uint32_t>(limits_.memory_alignment, 4096);
-    AlignedBuf zeros(static_cast<char*>(aligned_buffer(a, std::min(len, kChunk))));
+    BounceBuffer zeros(static_cast<char*>(aligned_buffer(a, std::min(len, kChunk))));
     if (!zeros)
         co_return -ENOMEM;
     std::memset(zeros.get(), 0, std::min(len, kChunk));

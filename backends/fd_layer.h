@@ -6,6 +6,8 @@
 // read-modify-write under a range lock for unaligned writes.
 #pragma once
 
+#include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "engine/layer.h"
@@ -46,6 +48,16 @@ protected:
     RangeLock write_lock_;
 
 private:
+    struct FreeDeleter {
+        void operator()(void* p) const { std::free(p); }
+    };
+    using BounceBuffer = std::unique_ptr<char, FreeDeleter>;
+    struct Bounce {
+        uint32_t align;
+        uint64_t lo, hi;
+        BounceBuffer buf;
+    };
+    Bounce bounce_for(uint64_t off, uint64_t len) const;
     bool needs_bounce(uint64_t off, const iovec* iov, int iovcnt) const;
     Task<int> bounced_read(uint64_t off, const iovec* iov, int iovcnt);
     Task<int> bounced_write(uint64_t off, const iovec* iov, int iovcnt);
