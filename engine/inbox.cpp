@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <system_error>
+#include <thread>
 
 namespace coblk {
 
@@ -17,12 +18,18 @@ Inbox::Inbox()
 
 Inbox::~Inbox()
 {
+    // A producer signals the eventfd after its item is visible, and the loop
+    // may resume that item's coroutine, finish and be destroyed in between:
+    // wait for such a producer to leave push() before the fd and memory go.
+    while (pushers_.load() != 0)
+        std::this_thread::yield();
     if (efd_ >= 0)
         ::close(efd_);
 }
 
 void Inbox::push(InboxItem* item) noexcept
 {
+    pushers_.fetch_add(1);
     InboxItem* old = head_.load(std::memory_order_relaxed);
     do {
         item->next = old;
@@ -34,6 +41,7 @@ void Inbox::push(InboxItem* item) noexcept
         uint64_t one = 1;
         [[maybe_unused]] ssize_t n = ::write(efd_, &one, sizeof one);
     }
+    pushers_.fetch_sub(1);
 }
 
 InboxItem* Inbox::take_all() noexcept

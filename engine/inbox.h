@@ -26,6 +26,8 @@ public:
 
     // Queues `item` for its loop. Any thread; never blocks. The item must not
     // be touched by the caller afterwards: the loop may resume and free it.
+    // The inbox itself stays valid until push() returns: its destructor
+    // waits for producers still inside.
     void push(InboxItem* item) noexcept;
 
     // Takes every queued item, oldest first. Loop thread only.
@@ -36,6 +38,7 @@ public:
 
 private:
     std::atomic<InboxItem*> head_{nullptr};
+    std::atomic<int> pushers_{0};  // producers inside push(), for the destructor
     int efd_ = -1;
 };
 
