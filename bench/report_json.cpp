@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "bench/report.h"
+#include "bench/report_units.h"
 
 namespace coblk::bench {
 
@@ -170,15 +171,6 @@ void direction_object(JsonWriter& w, std::string_view name, const ReportEntry& e
     w.real("iops_stddev", s.stddev);
     w.num("iops_samples", uint64_t(s.n));
     w.close();
-}
-
-std::string ctime_string(std::time_t when)
-{
-    char buf[64];
-    std::tm tm{};
-    localtime_r(&when, &tm);
-    std::strftime(buf, sizeof buf, "%a %b %e %H:%M:%S %Y", &tm);
-    return buf;
 }
 
 } // namespace

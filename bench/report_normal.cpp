@@ -14,15 +14,6 @@ namespace {
 
 const char* const kDirName[2] = {"read", "write"};
 
-std::string ctime_string(std::time_t when)
-{
-    char buf[64];
-    std::tm tm{};
-    localtime_r(&when, &tm);
-    std::strftime(buf, sizeof buf, "%a %b %e %H:%M:%S %Y", &tm);
-    return buf;
-}
-
 // "    clat (usec): min=25, max=4126, avg=83.89, stdev=368.63"
 std::string latency_line(const char* label, const LatencyHistogram& h)
 {

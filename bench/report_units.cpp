@@ -1,5 +1,7 @@
 #include "bench/report_units.h"
 
+#include <ctime>
+
 #include <fmt/format.h>
 
 namespace coblk::bench {
@@ -55,6 +57,15 @@ uint64_t latency_unit(uint64_t min_ns, uint64_t max_ns, const char** name)
     }
     *name = "nsec";
     return 1;
+}
+
+std::string ctime_string(std::time_t when)
+{
+    char buf[64];
+    std::tm tm{};
+    localtime_r(&when, &tm);
+    std::strftime(buf, sizeof buf, "%a %b %e %H:%M:%S %Y", &tm);
+    return buf;
 }
 
 } // namespace coblk::bench

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
 #include <string>
 
 namespace coblk::bench {
@@ -25,5 +26,8 @@ std::string format_rate_decimal(double bytes_per_s);
 // in nanoseconds: returns the divisor (1, 1000 or 1000000) and sets
 // `name` to "nsec", "usec" or "msec".
 uint64_t latency_unit(uint64_t min_ns, uint64_t max_ns, const char** name);
+
+// `when` as ctime(3) prints it, without the newline (fio's run headers).
+std::string ctime_string(std::time_t when);
 
 } // namespace coblk::bench
