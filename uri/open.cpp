@@ -9,6 +9,9 @@
 #include <cstring>
 
 #include "backends/file.h"
+#ifdef COBLK_HAVE_GLUSTER
+#include "backends/gluster.h"
+#endif
 #include "backends/memory.h"
 #include "backends/null.h"
 #include "engine/blocking.h"
@@ -25,6 +28,8 @@ using Keys = std::span<const std::string_view>;
 constexpr std::string_view kFileKeys[] = {"cache", "aio", "locking"};
 constexpr std::string_view kNullKeys[] = {"size", "latency-ns", "read-zeroes"};
 constexpr std::string_view kMemoryKeys[] = {"size", "name"};
+constexpr std::string_view kGlusterKeys[] = {"log-level", "log-file", "ping-timeout",
+                                             "connect-timeout", "debug"};
 constexpr std::string_view kRawKeys[] = {"offset", "size"};
 
 // The option keys each protocol reads (from the URI's query or from -o).
@@ -35,7 +40,7 @@ Keys protocol_keys(uri::Protocol p)
     case uri::Protocol::HostDevice: return kFileKeys;
     case uri::Protocol::Null: return kNullKeys;
     case uri::Protocol::Memory: return kMemoryKeys;
-    case uri::Protocol::Gluster:
+    case uri::Protocol::Gluster: return kGlusterKeys;
     case uri::Protocol::Rbd: return {};
     }
     return {};
@@ -104,33 +109,41 @@ LayerResult upcast(Result<std::unique_ptr<T>> r)
     return std::unique_ptr<Layer>(std::move(r).value());
 }
 
-// Opens the protocol layer of `spec` with its options `opts`.
-LayerResult open_backend(Loop& loop, const uri::Spec& spec, const uri::Options& opts,
-                         const OpenOptions& o)
+// Opens the protocol layer of `spec` with its options `opts`. Loop thread.
+Task<LayerResult> open_backend(Loop& loop, const uri::Spec& spec, const uri::Options& opts,
+                               const OpenOptions& o)
 {
     switch (spec.protocol) {
     case uri::Protocol::File:
     case uri::Protocol::HostDevice: {
         if (auto r = uri::check_known_options(opts, kFileKeys, uri::protocol_name(spec.protocol));
             !r)
-            return r.error();
+            co_return r.error();
         auto f = file_options(opts, o);
         if (!f)
-            return f.error();
+            co_return f.error();
         if (spec.protocol == uri::Protocol::File)
-            return upcast(FileLayer::open(loop, spec.path, *f));
-        return upcast(HostDeviceLayer::open(loop, spec.path, *f));
+            co_return upcast(FileLayer::open(loop, spec.path, *f));
+        co_return upcast(HostDeviceLayer::open(loop, spec.path, *f));
     }
     case uri::Protocol::Null:
-        return upcast(NullLayer::open(loop, opts, o.read_only));
+        co_return upcast(NullLayer::open(loop, opts, o.read_only));
     case uri::Protocol::Memory:
-        return upcast(MemoryLayer::open(opts, o.read_only));
+        co_return upcast(MemoryLayer::open(opts, o.read_only));
     case uri::Protocol::Gluster:
+#ifdef COBLK_HAVE_GLUSTER
+    {
+        auto g = co_await GlusterLayer::open(loop, spec.gluster, opts, o.read_only);
+        co_return upcast(std::move(g));
+    }
+#else
+        break;
+#endif
     case uri::Protocol::Rbd:
         break;
     }
-    return make_error(ENOTSUP, "'{}': the {} protocol is not available in this build", spec.text,
-                      uri::protocol_name(spec.protocol));
+    co_return make_error(ENOTSUP, "'{}': the {} protocol is not available in this build",
+                         spec.text, uri::protocol_name(spec.protocol));
 }
 
 // A plain path under /dev that names a regular file (on /dev/shm, say) is a
@@ -167,7 +180,7 @@ Task<Result<std::unique_ptr<Layer>>> open_protocol(Loop& loop, const uri::Spec& 
     auto split = split_options(spec, o.options, o.format);
     if (!split)
         co_return split.error();
-    co_return open_backend(loop, spec, split->first, o);
+    co_return co_await open_backend(loop, spec, split->first, o);
 }
 
 Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view name,
@@ -187,7 +200,7 @@ Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view na
     auto split = split_options(*spec, o.options, o.format);
     if (!split)
         co_return split.error();
-    auto proto = open_backend(loop, *spec, split->first, o);
+    auto proto = co_await open_backend(loop, *spec, split->first, o);
     if (!proto || bare)
         co_return proto;
     std::unique_ptr<Layer> child = std::move(proto).value();
@@ -278,6 +291,15 @@ Task<Result<void>> create_image(Loop& loop, std::string_view name, const CreateO
             co_return Error{int(-r), why};
         co_return Result<void>{};
     }
+#ifdef COBLK_HAVE_GLUSTER
+    if (spec->protocol == uri::Protocol::Gluster) {
+        auto gl = co_await GlusterLayer::create(loop, spec->gluster, spec->options, o.size,
+                                                falloc);
+        if (!gl)
+            co_return gl.error();
+        co_return Result<void>{};
+    }
+#endif
     // Devices that exist already: check that they are big enough.
     OpenOptions oo;
     oo.read_only = true;
