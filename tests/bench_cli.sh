@@ -230,6 +230,8 @@ check_8() {
     LOOP_BACKING=$SCRATCH/loop4k.img
     truncate -s 16M "$LOOP_BACKING"
     LOOP_DEV=$(losetup --find --show --sector-size 4096 "$LOOP_BACKING")
+    # Checks run in subshells: the script's own EXIT trap never sees LOOP_DEV.
+    trap 'losetup -d "$LOOP_DEV" 2>/dev/null || true' EXIT
     run_expect 1 --name=a --filename="$LOOP_DEV" --direct=1 --rw=randread --bs=3k
     stderr_has "bs=3k"
     stderr_has "4096"
