@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "bench/crc32c.h"
+#include "engine/crc32c.h"
 #include "bench/prng.h"
 
 namespace coblk::bench {

@@ -44,6 +44,6 @@ const char* probe_format(const unsigned char* head, size_t len)
     return "raw";
 }
 
-bool format_supported(std::string_view name) { return name == "raw"; }
+bool format_supported(std::string_view name) { return name == "raw" || name == "fvd"; }
 
 } // namespace coblk

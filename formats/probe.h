@@ -13,7 +13,7 @@ constexpr size_t kProbeBytes = 512;
 // small image). Any thread.
 const char* probe_format(const unsigned char* head, size_t len);
 
-// True for the formats coblk opens ("raw"; more come with their issues).
+// True for the formats coblk opens ("raw", "fvd").
 bool format_supported(std::string_view name);
 
 } // namespace coblk

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "bench/block_permutation.h"
-#include "bench/crc32c.h"
+#include "engine/crc32c.h"
 #include "bench/job_options.h"
 #include "bench/job_runner.h"
 #include "bench/latency_histogram.h"

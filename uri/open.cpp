@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 
 #include "backends/file.h"
@@ -15,6 +17,7 @@
 #include "backends/memory.h"
 #include "backends/null.h"
 #include "engine/blocking.h"
+#include "formats/fvd.h"
 #include "formats/probe.h"
 #include "formats/raw.h"
 #include "uri/options.h"
@@ -183,8 +186,52 @@ Task<Result<std::unique_ptr<Layer>>> open_protocol(Loop& loop, const uri::Spec& 
     co_return co_await open_backend(loop, spec, split->first, o);
 }
 
-Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view name,
-                                                 const OpenOptions& o)
+namespace {
+
+constexpr size_t kMaxChainDepth = 16;
+
+// A name that identifies an image in a base chain, for finding loops: the
+// real path of a local file, the URI text otherwise.
+std::string chain_key(const std::string& name)
+{
+    auto spec = uri::parse(name);
+    if (!spec || spec->protocol != uri::Protocol::File)
+        return name;
+    char buf[PATH_MAX];
+    if (::realpath(spec->path.c_str(), buf))
+        return buf;
+    return spec->path;
+}
+
+// The name a base reference stored in `image` stands for: a relative path
+// is relative to the directory of the image (on the same gluster volume for
+// an image there); absolute paths and URIs are taken as they are.
+std::string resolve_base_name(std::string_view image, const std::string& base)
+{
+    auto b = uri::parse(base);
+    if (!b || b->protocol != uri::Protocol::File || base.starts_with("file:") ||
+        base.starts_with("/"))
+        return base;
+    auto im = uri::parse(image);
+    if (!im)
+        return base;
+    if (im->protocol == uri::Protocol::File) {
+        size_t slash = im->path.rfind('/');
+        return slash == std::string::npos ? base : im->path.substr(0, slash + 1) + base;
+    }
+    if (im->protocol == uri::Protocol::Gluster) {
+        std::string text = im->text.substr(0, im->text.find('?'));
+        std::string query = im->text.find('?') == std::string::npos
+                                ? "" : im->text.substr(im->text.find('?'));
+        return text.substr(0, text.rfind('/') + 1) + base + query;
+    }
+    return base;
+}
+
+// open_device, for an image that is `chain.size()` levels below the one the
+// caller asked for; `chain` holds the keys of the images above it.
+Task<LayerResult> open_in_chain(Loop& loop, std::string_view name, const OpenOptions& o,
+                                std::vector<std::string>& chain)
 {
     auto spec = uri::parse(name);
     if (!spec)
@@ -194,8 +241,8 @@ Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view na
     // the bare protocol layer, with no format layer above it.
     bool bare = o.format == uri::protocol_name(spec->protocol);
     if (!o.format.empty() && !bare && !format_supported(o.format))
-        co_return make_error(EINVAL, "unknown format '{}' for '{}' (this build opens: raw, or "
-                             "'{}' for the bare protocol)", o.format, name,
+        co_return make_error(EINVAL, "unknown format '{}' for '{}' (this build opens: raw, fvd, "
+                             "or '{}' for the bare protocol)", o.format, name,
                              uri::protocol_name(spec->protocol));
     auto split = split_options(*spec, o.options, o.format);
     if (!split)
@@ -217,6 +264,37 @@ Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view na
             co_await child->close();
             co_return probed.error();
         }
+        if (*probed == "fvd")
+            format = "fvd";
+    }
+    if (format == "fvd") {
+        if (!split->second.empty()) {
+            co_await child->close();
+            co_return make_error(EINVAL, "unknown option '{}' for the fvd image '{}'",
+                                 split->second.front().first, name);
+        }
+        std::string image(name);
+        chain.push_back(chain_key(image));
+        FvdBaseOpener opener = [&loop, &chain, image](std::string base,
+                                                      std::string base_format)
+            -> Task<LayerResult> {
+            std::string resolved = resolve_base_name(image, base);
+            if (chain.size() >= kMaxChainDepth)
+                co_return make_error(ELOOP, "the base chain is deeper than {} images",
+                                     kMaxChainDepth);
+            std::string key = chain_key(resolved);
+            for (const std::string& k : chain)
+                if (k == key)
+                    co_return make_error(ELOOP, "the base chain loops: '{}' is already in it",
+                                         resolved);
+            OpenOptions bo;
+            bo.read_only = true;
+            bo.format = base_format;
+            co_return co_await open_in_chain(loop, resolved, bo, chain);
+        };
+        auto fvd = co_await FvdLayer::open(std::move(child), image, o.read_only, &opener);
+        chain.pop_back();
+        co_return upcast(std::move(fvd));
     }
     auto raw_opts = parse_raw_options(split->second);
     if (!raw_opts) {
@@ -228,6 +306,15 @@ Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view na
     if (!raw)
         co_return make_error(raw.error().code, "'{}': {}", name, raw.error().message);
     co_return std::unique_ptr<Layer>(std::move(raw).value());
+}
+
+} // namespace
+
+Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view name,
+                                                 const OpenOptions& o)
+{
+    std::vector<std::string> chain;
+    co_return co_await open_in_chain(loop, name, o, chain);
 }
 
 namespace {
@@ -262,11 +349,116 @@ int64_t create_file(const std::string& path, uint64_t size, bool falloc, std::st
 
 } // namespace
 
+namespace {
+
+// Reads fvd's creation options into a geometry and header fields. Fails
+// naming the option.
+Result<fvd::Header> fvd_create_header(std::string_view name, const CreateOptions& o,
+                                      uint64_t base_size)
+{
+    fvd::Geometry g;
+    fvd::Header extra;
+    for (const auto& [k, v] : o.options) {
+        if (k == "block_size" || k == "chunk_size" || k == "journal_size") {
+            auto n = uri::parse_size(v, k);
+            if (!n)
+                return n.error();
+            if (k == "journal_size")
+                g.journal_size = *n;
+            else if (*n > UINT32_MAX)
+                return make_error(EINVAL, "{} {} is out of range", k, *n);
+            else
+                (k == "block_size" ? g.block_size : g.chunk_size) = uint32_t(*n);
+        } else if (k == "compact" || k == "copy_on_read" || k == "prefetch") {
+            auto b = uri::parse_bool(v, k);
+            if (!b)
+                return b.error();
+            if (k == "compact")
+                g.compact = *b;
+            else if (*b)
+                extra.compatible |= k == "prefetch" ? fvd::kCompatPrefetch
+                                                    : fvd::kCompatCopyOnRead;
+        } else if (k == "backing_file") {
+            extra.base_name = v;
+        } else if (k == "backing_fmt") {
+            extra.base_format = v;
+        } else {
+            return make_error(EINVAL, "unknown option '{}' for creating an fvd image (known: "
+                              "block_size, chunk_size, compact, journal_size, copy_on_read, "
+                              "prefetch, backing_file, backing_fmt)", k);
+        }
+    }
+    if (extra.base_name.size() > fvd::kMaxStringLen ||
+        extra.base_format.size() > fvd::kMaxStringLen)
+        return make_error(EINVAL, "the base image name is over {} bytes", fvd::kMaxStringLen);
+    if (extra.base_name.empty() && !extra.base_format.empty())
+        return make_error(EINVAL, "backing_fmt without backing_file");
+    g.virtual_size = o.size ? o.size : base_size;
+    if (g.virtual_size == 0)
+        return make_error(EINVAL, "cannot create '{}': no size given and no base image to "
+                          "take it from", name);
+    auto h = fvd::layout(g);
+    if (!h)
+        return make_error(h.error().code, "cannot create '{}': {}", name, h.error().message);
+    h->compatible = extra.compatible;
+    h->base_name = extra.base_name;
+    h->base_format = extra.base_format;
+    h->base_size = extra.base_name.empty() ? 0 : base_size;
+    return h;
+}
+
+// Creates an FVD image: checks and sizes its base, lays out the regions,
+// creates the storage and writes the empty metadata.
+Task<Result<void>> create_fvd(Loop& loop, std::string_view name, const CreateOptions& o)
+{
+    uint64_t base_size = 0;
+    std::string base_name = uri::find_option(o.options, "backing_file").value_or("");
+    if (!base_name.empty()) {
+        OpenOptions bo;
+        bo.read_only = true;
+        bo.format = uri::find_option(o.options, "backing_fmt").value_or("");
+        std::string resolved = resolve_base_name(name, base_name);
+        auto base = co_await open_device(loop, resolved, bo);
+        if (!base)
+            co_return make_error(base.error().code, "cannot create '{}': cannot open its base "
+                                 "image: {}", name, base.error().message);
+        base_size = (*base)->size();
+        co_await (*base)->close();
+    }
+    auto h = fvd_create_header(name, o, base_size);
+    if (!h)
+        co_return h.error();
+    CreateOptions storage;
+    storage.size = h->data_offset + (h->compact() ? 0 : h->virtual_size);
+    auto made = co_await create_image(loop, name, storage);
+    if (!made)
+        co_return made.error();
+    auto spec = uri::parse(name);
+    if (!spec)
+        co_return spec.error();
+    OpenOptions po;
+    if (spec->protocol == uri::Protocol::Memory && !spec->option("size"))
+        po.options.emplace_back("size", std::to_string(storage.size));
+    auto dev = co_await open_protocol(loop, *spec, po);
+    if (!dev)
+        co_return dev.error();
+    int r = co_await FvdLayer::format(**dev, *h);
+    co_await (*dev)->close();
+    if (r < 0)
+        co_return make_error(-r, "cannot write the FVD metadata of '{}': {}", name,
+                             std::strerror(-r));
+    co_return Result<void>{};
+}
+
+} // namespace
+
 Task<Result<void>> create_image(Loop& loop, std::string_view name, const CreateOptions& o)
 {
+    if (o.format == "fvd")
+        co_return co_await create_fvd(loop, name, o);
     if (o.format != "raw")
         co_return make_error(EINVAL, "cannot create '{}': unknown format '{}' (this build "
-                             "creates: raw)", name, o.format);
+                             "creates: raw, fvd)", name, o.format);
     bool falloc = false;
     for (const auto& [k, v] : o.options) {
         if (k == "preallocation" && (v == "off" || v == "falloc")) {

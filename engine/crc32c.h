@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace coblk::bench {
+namespace coblk {
 
 // Continues a CRC-32C: pass 0 to start, or a previous result to extend it
 // over more bytes. Any thread.
@@ -19,4 +19,4 @@ uint32_t crc32c_sw(uint32_t crc, const void* data, size_t len) noexcept;
 // True when crc32c() uses the CPU instruction.
 bool crc32c_hw_available() noexcept;
 
-} // namespace coblk::bench
+} // namespace coblk

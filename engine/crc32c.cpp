@@ -1,4 +1,4 @@
-#include "bench/crc32c.h"
+#include "engine/crc32c.h"
 
 #include <array>
 #include <bit>
@@ -8,7 +8,7 @@
 #include <nmmintrin.h>
 #endif
 
-namespace coblk::bench {
+namespace coblk {
 namespace {
 
 constexpr uint32_t kPoly = 0x82F63B78u;  // Castagnoli, bit-reflected
@@ -92,4 +92,4 @@ uint32_t crc32c(uint32_t crc, const void* data, size_t len) noexcept
 
 bool crc32c_hw_available() noexcept { return have_hw; }
 
-} // namespace coblk::bench
+} // namespace coblk

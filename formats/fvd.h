@@ -1,0 +1,135 @@
+// The FVD image format (docs/fvd-format.md): a copy-on-write image over an
+// optional read-only base image. A bitmap says which blocks' data is in the
+// image (the rest reads from the base, or as zeros); in a compact image a
+// table maps chunks to where they were allocated; metadata changes are
+// kept in memory until the guest flushes, then written as one journal
+// record after the data they describe is durable.
+//
+// Two copies of the metadata are kept (the paper's fresh and stale
+// bitmaps): `fresh` is what reads and writes use, `durable` is what the
+// image on disk says (after journal replay). A flush moves queued changes
+// from one to the other. Threads: one loop, like every layer.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/layer.h"
+#include "engine/result.h"
+#include "engine/sync.h"
+#include "formats/fvd_bitmap.h"
+#include "formats/fvd_format.h"
+
+namespace coblk {
+
+// Opens the base image an FVD header names (the name as stored, and its
+// format, which may be empty to probe), read-only. Supplied by uri/open,
+// which resolves relative names and refuses loops.
+using FvdBaseOpener =
+    std::function<Task<Result<std::unique_ptr<Layer>>>(std::string name, std::string format)>;
+
+class FvdLayer : public Layer {
+public:
+    // Opens the FVD image held by `child`: reads and checks the header,
+    // bitmap and table, replays the journal, opens the base through
+    // `opener` (may be null when the image has no base). `name` is used in
+    // messages. Fails naming the field or file at fault. Loop thread.
+    static Task<Result<std::unique_ptr<FvdLayer>>> open(std::unique_ptr<Layer> child,
+                                                        std::string name, bool read_only,
+                                                        const FvdBaseOpener* opener);
+    // Writes the metadata of a new, empty FVD image `h` into `child` (which
+    // must be empty or disposable) and makes it durable. 0 or -errno.
+    static Task<int> format(Layer& child, const fvd::Header& h);
+
+    ~FvdLayer() override;
+    const char* kind() const override { return "fvd"; }
+    const char* protocol() const override { return child_->protocol(); }
+    int64_t allocated_bytes() const override { return child_->allocated_bytes(); }
+    Layer* child() const override { return child_.get(); }
+
+    const fvd::Header& header() const { return hdr_; }
+    Layer* base() const { return base_.get(); }
+    // Blocks whose data is in the image.
+    uint64_t blocks_in_image() const { return fresh_.count(); }
+    // Journal records replayed at open.
+    uint64_t replayed_records() const { return replayed_; }
+    // Chunks allocated in the image / free (leaked) chunks found at open.
+    uint64_t chunks_allocated() const;
+    uint64_t chunks_free_at_open() const { return free_at_open_; }
+
+protected:
+    Task<int> do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsigned flags) override;
+    Task<int> do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsigned flags) override;
+    Task<int> do_flush() override;
+    Task<int> do_discard(uint64_t off, uint64_t len) override;
+    Task<int> do_write_zeroes(uint64_t off, uint64_t len, unsigned flags) override;
+    Task<int> do_block_status(uint64_t off, uint64_t len, Extent* out) override;
+    Task<void> do_close() override;
+
+private:
+    FvdLayer(std::unique_ptr<Layer> child, std::string name);
+    Task<Result<void>> load(bool read_only, const FvdBaseOpener* opener);
+
+    // Reads/writes virtual bytes that are in the image, through the table.
+    Task<int> image_io(bool write, uint64_t voff, const iovec* iov, int iovcnt, unsigned flags);
+    // Reads virtual bytes from the base (zeros past its end or without one).
+    Task<int> base_read(uint64_t voff, const iovec* iov, int iovcnt);
+    // Writes [off, off+len) of `iov` into blocks [first, first+n) that are
+    // not in the image yet, filling the rest of partial blocks from the
+    // base, then marks them. Caller holds the blocks' range lock.
+    Task<int> allocating_write(uint64_t first, uint64_t n, uint64_t off, const iovec* iov,
+                               int iovcnt, uint64_t skip, uint64_t len);
+    // Gives every chunk under blocks [first, first+n) a physical chunk.
+    Task<int> allocate_chunks(uint64_t first, uint64_t n);
+    // Grows a child that cannot grow by itself so that physical chunk `p`
+    // fits. 0 or -ENOSPC.
+    Task<int> ensure_capacity(uint64_t p);
+    // True when block `b`'s bytes need no fill: its chunk is fresh storage
+    // that reads as zeros and the base has nothing there.
+    bool block_reads_zero_in_place(uint64_t b) const;
+    // Records that blocks [first, first+n) hold data the durable metadata
+    // must learn at the next flush.
+    void queue_blocks(uint64_t first, uint64_t n);
+    // Makes every completed write durable: flushes the child, then writes
+    // the queued metadata as one journal record (or writes all metadata in
+    // place when the journal is full) and flushes again. 0 or -errno.
+    Task<int> commit();
+    // Writes `bitmap` and `table` in place and starts a new journal epoch
+    // with header state `clean`. 0 or -errno.
+    Task<int> write_back(const fvd::Bitmap& bitmap, const std::vector<uint32_t>& table,
+                         bool clean);
+    Task<int> write_header();
+
+    uint64_t block_of(uint64_t off) const { return off >> block_shift_; }
+    uint64_t chunk_of_block(uint64_t b) const { return b >> (chunk_shift_ - block_shift_); }
+    uint64_t block_start(uint64_t b) const { return b << block_shift_; }
+    uint64_t block_end(uint64_t b) const;
+
+    std::unique_ptr<Layer> child_;
+    std::unique_ptr<Layer> base_;
+    std::string name_;
+    fvd::Header hdr_;
+    unsigned block_shift_ = 16, chunk_shift_ = 20;
+    uint64_t base_limit_ = 0;       // base bytes readable: min(base_size, base size)
+
+    fvd::Bitmap fresh_, durable_, queued_;
+    std::vector<uint32_t> fresh_table_, durable_table_;
+    std::vector<bool> table_queued_;
+    std::vector<uint64_t> pending_blocks_, pending_chunks_;
+
+    std::vector<uint32_t> free_chunks_;  // leaked physical chunks, highest first
+    uint64_t next_chunk_ = 0;            // first never-used physical chunk
+    uint64_t zero_from_chunk_ = UINT64_MAX;  // physical chunks from here read as zeros
+    uint64_t free_at_open_ = 0;
+
+    uint64_t journal_pos_ = 0, journal_seq_ = 1;
+    uint64_t replayed_ = 0;
+
+    RangeLock block_lock_;   // serialises writes that allocate blocks
+    Mutex commit_lock_;      // one commit at a time
+    Mutex grow_lock_;
+};
+
+} // namespace coblk

@@ -1,0 +1,548 @@
+// Tests of the FVD format: the on-disk parser (header, journal), and
+// random workloads mirrored into a plain buffer through FVD images in every
+// shape (compact or not, with or without a base, over memory and files,
+// FVD over FVD), with reopening in between.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/memory.h"
+#include "engine/loop.h"
+#include "engine/sync.h"
+#include "formats/fvd.h"
+#include "formats/fvd_format.h"
+#include "tests/helpers.h"
+#include "uri/open.h"
+
+using namespace coblk;
+using namespace coblk::test;
+using Catch::Matchers::Contains;
+
+namespace {
+
+Result<std::unique_ptr<Layer>> try_open(Loop& L, const std::string& name, OpenOptions o = {})
+{
+    return sync_wait(L, open_device(L, name, o));
+}
+
+std::unique_ptr<Layer> open_ok(Loop& L, const std::string& name, OpenOptions o = {})
+{
+    return must(try_open(L, name, std::move(o)), "open_device(" + name + ")");
+}
+
+void create_ok(Loop& L, const std::string& name, CreateOptions o)
+{
+    must(sync_wait(L, create_image(L, name, o)), "create_image(" + name + ")");
+}
+
+Result<void> try_create(Loop& L, const std::string& name, CreateOptions o)
+{
+    return sync_wait(L, create_image(L, name, o));
+}
+
+CreateOptions fvd_opts(uint64_t size, uri::Options opts = {})
+{
+    CreateOptions o;
+    o.format = "fvd";
+    o.size = size;
+    o.options = std::move(opts);
+    return o;
+}
+
+// Runs the tasks of `reqs` concurrently on the loop and waits for all.
+Task<void> run_all(std::vector<Task<void>>& reqs)
+{
+    TaskGroup g;
+    for (auto& t : reqs)
+        g.spawn(std::move(t));
+    co_await g.join();
+}
+
+// One request of a random workload: what it does and its result.
+struct Req {
+    enum Kind { Read, Write, Zero, Flush } kind = Read;
+    uint64_t off = 0, len = 0;
+    std::vector<unsigned char> buf;
+    int result = 1;
+};
+
+Task<void> run_req(Layer& l, Req& r)
+{
+    switch (r.kind) {
+    case Req::Read: r.result = co_await l.pread(r.off, r.buf.data(), r.len); break;
+    case Req::Write: r.result = co_await l.pwrite(r.off, r.buf.data(), r.len); break;
+    case Req::Zero: r.result = co_await l.write_zeroes(r.off, r.len); break;
+    case Req::Flush: r.result = co_await l.flush(); break;
+    }
+}
+
+// Mirrors a random workload on `l` into `model` (the bytes the device must
+// hold): batches of up to `depth` requests on disjoint ranges run at once,
+// so concurrent requests share blocks but never bytes. Reads are checked
+// against the model as it was when they were issued.
+void random_workload(Loop& L, Layer& l, std::vector<unsigned char>& model, uint32_t seed,
+                     int batches, int depth)
+{
+    std::mt19937_64 rng(seed);
+    uint64_t size = l.size();
+    for (int bi = 0; bi < batches; bi++) {
+        std::vector<Req> reqs(size_t(1 + rng() % depth));
+        std::vector<std::pair<uint64_t, uint64_t>> taken;
+        for (auto& r : reqs) {
+            int k = int(rng() % 20);
+            r.kind = k < 8 ? Req::Read : k < 17 ? Req::Write : k < 19 ? Req::Zero : Req::Flush;
+            for (int attempt = 0; attempt < 20; attempt++) {
+                uint64_t len = rng() % 3 == 0 ? 4096 : 1 + rng() % (192 * 1024);
+                if (rng() % 2)
+                    len = (len + 511) / 512 * 512;
+                len = std::min(len, size);
+                uint64_t off = rng() % (size - len + 1);
+                if (rng() % 2)
+                    off = off / 512 * 512;
+                bool clash = false;
+                for (auto [a, b] : taken)
+                    clash |= off < b && a < off + len;
+                if (!clash) {
+                    r.off = off;
+                    r.len = len;
+                    taken.emplace_back(off, off + len);
+                    break;
+                }
+            }
+            if (r.len == 0)
+                r.kind = Req::Flush;
+            if (r.kind == Req::Write)
+                r.buf = pattern(r.len, uint32_t(rng()), r.off);
+            else if (r.kind == Req::Read)
+                r.buf.assign(r.len, 0xEE);
+        }
+        std::vector<Task<void>> tasks;
+        for (auto& r : reqs)
+            tasks.push_back(run_req(l, r));
+        sync_wait(L, run_all(tasks));
+        for (auto& r : reqs) {
+            INFO("batch " << bi << " kind " << r.kind << " off " << r.off << " len " << r.len);
+            REQUIRE(r.result == 0);
+            if (r.kind == Req::Read)
+                CHECK_BYTES(r.buf.data(), model.data() + r.off, r.len, r.off);
+            else if (r.kind == Req::Write)
+                std::memcpy(model.data() + r.off, r.buf.data(), r.len);
+            else if (r.kind == Req::Zero)
+                std::memset(model.data() + r.off, 0, r.len);
+        }
+    }
+}
+
+// Checks the whole device against the model.
+void check_all(Loop& L, Layer& l, const std::vector<unsigned char>& model)
+{
+    REQUIRE(l.size() == model.size());
+    for (uint64_t off = 0; off < model.size(); off += 1 << 20) {
+        size_t n = size_t(std::min<uint64_t>(1 << 20, model.size() - off));
+        auto got = layer_read(L, l, off, n);
+        CHECK_BYTES(got.data(), model.data() + off, n, off);
+    }
+}
+
+FvdLayer& as_fvd(Layer& l)
+{
+    auto* f = dynamic_cast<FvdLayer*>(&l);
+    REQUIRE(f != nullptr);
+    return *f;
+}
+
+} // namespace
+
+// ------------------------------------------------------------------ parser
+
+TEST_CASE("fvd: a header survives encoding and decoding", "[fvd]")
+{
+    fvd::Geometry g;
+    g.virtual_size = 10 * 1048576 + 512;
+    g.block_size = 16384;
+    g.chunk_size = 1 << 20;
+    auto h = must(fvd::layout(g));
+    h.base_name = "base.img";
+    h.base_format = "raw";
+    h.base_size = 4096 * 3;
+    h.compatible = fvd::kCompatCopyOnRead;
+    auto bytes = fvd::encode_header(h);
+    REQUIRE(bytes.size() == fvd::kHeaderSize);
+    auto d = must(fvd::decode_header(bytes, h.data_offset, false));
+    CHECK(d.virtual_size == h.virtual_size);
+    CHECK(d.block_size == 16384);
+    CHECK(d.compact());
+    CHECK(d.blocks() == (g.virtual_size + 16383) / 16384);
+    CHECK(d.base_name == "base.img");
+    CHECK(d.base_format == "raw");
+    CHECK(d.base_size == 4096 * 3);
+    CHECK(d.compatible == fvd::kCompatCopyOnRead);
+    CHECK(d.bitmap_offset % 4096 == 0);
+    CHECK(d.table_offset >= d.bitmap_offset + d.bitmap_size);
+    CHECK(d.journal_offset >= d.table_offset + d.table_size);
+    CHECK(d.data_offset >= d.journal_offset + d.journal_size);
+}
+
+TEST_CASE("fvd: damaged headers are refused naming the field", "[fvd]")
+{
+    fvd::Geometry g;
+    g.virtual_size = 64 << 20;
+    auto h = must(fvd::layout(g));
+    uint64_t image = h.data_offset;
+
+    auto refuse = [&](fvd::Header bad, const char* field, uint64_t size = 0) {
+        auto r = fvd::decode_header(fvd::encode_header(bad), size ? size : image, false);
+        INFO("expecting a complaint about " << field);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains(field));
+    };
+    auto b = h;
+    b.version = 2;
+    refuse(b, "version");
+    b = h;
+    b.incompatible |= 1ull << 40;
+    refuse(b, "incompatible");
+    b = h;
+    b.block_size = 3000;
+    refuse(b, "block_size");
+    b = h;
+    b.chunk_size = 4096;   // smaller than the block
+    refuse(b, "chunk_size");
+    b = h;
+    b.bitmap_offset = 100;
+    refuse(b, "bitmap");
+    b = h;
+    b.journal_offset = h.table_offset;   // overlaps the table
+    refuse(b, "overlaps");
+    b = h;
+    b.table_size = 4096 * 1000;
+    refuse(b, "table");
+    b = h;
+    b.virtual_size = 0;
+    refuse(b, "virtual_size");
+    b = h;
+    b.virtual_size = 1ull << 62;   // absurd: refused before any allocation
+    refuse(b, "virtual_size");
+    b = h;
+    b.data_offset = h.data_offset + (1ull << 40);
+    refuse(b, "data_offset");
+    b = h;
+    b.base_format = "raw";   // without a base
+    refuse(b, "base");
+    refuse(h, "past the end", 8192);   // a truncated image
+    b = h;
+    b.incompatible |= fvd::kIncompatDataFile;
+    refuse(b, "data_file");
+
+    auto bytes = fvd::encode_header(h);
+    bytes[50] ^= 1;
+    auto r = fvd::decode_header(bytes, image, false);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Contains("CRC"));
+    bytes = fvd::encode_header(h);
+    bytes[1] = 'X';
+    r = fvd::decode_header(bytes, image, false);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Contains("magic"));
+    r = fvd::decode_header(std::span<const uint8_t>(bytes.data(), 100), image, false);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Contains("truncated"));
+}
+
+TEST_CASE("fvd: journal records replay in order and a torn tail ends the journal", "[fvd]")
+{
+    fvd::Geometry g;
+    g.virtual_size = 64 << 20;
+    g.journal_size = 64 * 1024;
+    auto h = must(fvd::layout(g));
+    h.journal_sequence = 7;
+    std::vector<uint8_t> j(h.journal_size, 0);
+    std::vector<fvd::Entry> e1 = fvd::block_runs({5, 3, 4, 9});
+    REQUIRE(e1.size() == 2);
+    CHECK((e1[0].b == 3 && e1[0].a == 3));
+    CHECK((e1[1].b == 9 && e1[1].a == 1));
+    e1.push_back({fvd::Entry::kTableEntry, 2, 0});
+    auto r1 = fvd::encode_record(7, e1);
+    std::vector<fvd::Entry> e2 = {{fvd::Entry::kBitmapRun, 16, 100}};
+    auto r2 = fvd::encode_record(8, e2);
+    std::memcpy(j.data(), r1.data(), r1.size());
+    std::memcpy(j.data() + r1.size(), r2.data(), r2.size());
+
+    auto rep = must(fvd::replay_journal(j, h));
+    CHECK(rep.records == 2);
+    CHECK(rep.entries.size() == 4);
+    CHECK(rep.next_sequence == 9);
+    CHECK(rep.end == r1.size() + r2.size());
+
+    SECTION("a record of an older epoch is not replayed") {
+        h.journal_sequence = 8;
+        auto r = must(fvd::replay_journal(j, h));
+        CHECK(r.records == 0);
+        CHECK(r.end == 0);
+    }
+    SECTION("a torn last record ends the journal quietly") {
+        j[r1.size() + 30] ^= 0xFF;
+        auto r = must(fvd::replay_journal(j, h));
+        CHECK(r.records == 1);
+        CHECK(r.end == r1.size());
+    }
+    SECTION("a damaged record with a good one after it is corruption") {
+        j[40] ^= 0xFF;
+        auto r = fvd::replay_journal(j, h);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("record 7"));
+    }
+    SECTION("an entry past the end is refused naming it") {
+        std::vector<fvd::Entry> bad = {{fvd::Entry::kBitmapRun, 2, h.blocks() - 1}};
+        auto rb = fvd::encode_record(9, bad);
+        std::memcpy(j.data() + rep.end, rb.data(), rb.size());
+        auto r = fvd::replay_journal(j, h);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("record 9 entry 0"));
+    }
+}
+
+// ------------------------------------------------------------------ images
+
+TEST_CASE("fvd: create, info fields and an empty image reads zeros", "[fvd]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    std::string img = dir.file("a.fvd");
+    create_ok(L, img, fvd_opts(8 << 20, {{"block_size", "16k"}, {"journal_size", "64k"}}));
+    auto l = open_ok(L, img);
+    FvdLayer& f = as_fvd(*l);
+    CHECK(std::string(l->kind()) == "fvd");
+    CHECK(l->size() == (8 << 20));
+    CHECK(f.header().block_size == 16384);
+    CHECK(f.header().compact());
+    CHECK(f.blocks_in_image() == 0);
+    auto got = layer_read(L, *l, 0, 1 << 20);
+    CHECK_ZEROS(got.data(), got.size(), 0);
+    close_layer(L, *l);
+    // A compact image takes no data space until written.
+    CHECK(file_size(img) == off_t(f.header().data_offset));
+}
+
+TEST_CASE("fvd: random workloads read back identically in every shape", "[fvd]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    const uint64_t size = 12 * 1048576 + 4096 * 3;   // not a multiple of the block
+
+    bool compact = GENERATE(true, false);
+    int base_kind = GENERATE(0, 1, 2);   // none, raw file, fvd over raw
+    bool on_memory = GENERATE(false, true);
+    uint32_t block = GENERATE(4096u, 65536u);
+    INFO("compact " << compact << " base " << base_kind << " memory " << on_memory
+         << " block " << block);
+
+    std::vector<unsigned char> model(size, 0);
+    std::string base_name;
+    if (base_kind > 0) {
+        // The base: a raw file with a pattern over 3/4 of the image size.
+        std::string raw = dir.file("base.raw");
+        auto data = pattern(size * 3 / 4, 77);
+        write_file(raw, data.data(), data.size(), 0, true);
+        std::memcpy(model.data(), data.data(), data.size());
+        base_name = raw;
+        if (base_kind == 2) {
+            // An FVD in the middle of the chain, with writes of its own.
+            std::string mid = dir.file("mid.fvd");
+            create_ok(L, mid, fvd_opts(0, {{"backing_file", "base.raw"},
+                                           {"backing_fmt", "raw"}}));
+            auto m = open_ok(L, mid);
+            REQUIRE(m->size() == size * 3 / 4);
+            model.resize(size * 3 / 4);
+            random_workload(L, *m, model, 5, 20, 8);
+            close_layer(L, *m);
+            model.resize(size, 0);
+            base_name = "mid.fvd";
+        }
+    }
+    std::string img = on_memory ? "memory://fvd-shape" : dir.file("top.fvd");
+    if (on_memory) {
+        MemoryLayer::drop("fvd-shape");
+        if (base_kind > 0)
+            base_name = dir.file(base_name == "mid.fvd" ? "mid.fvd" : "base.raw");
+    }
+    uri::Options opts = {{"compact", compact ? "on" : "off"},
+                         {"block_size", std::to_string(block)},
+                         {"chunk_size", "256k"},
+                         {"journal_size", "16k"}};   // small: recycled often
+    if (!base_name.empty())
+        opts.emplace_back("backing_file", base_name);
+    create_ok(L, img, fvd_opts(size, opts));
+
+    for (int round = 0; round < 3; round++) {
+        auto l = open_ok(L, img);
+        REQUIRE(std::string(l->kind()) == "fvd");
+        check_all(L, *l, model);
+        random_workload(L, *l, model, 1000 + round, 40, 12);
+        check_all(L, *l, model);
+        close_layer(L, *l);
+    }
+    if (on_memory)
+        MemoryLayer::drop("fvd-shape");
+}
+
+TEST_CASE("fvd: partial writes into one block at once are serialised", "[fvd]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    std::string raw = dir.file("base.raw");
+    auto base = pattern(1 << 20, 3);
+    write_file(raw, base.data(), base.size(), 0, true);
+    std::string img = dir.file("o.fvd");
+    create_ok(L, img, fvd_opts(0, {{"backing_file", raw}}));
+    auto l = open_ok(L, img);
+    // 16 writes of 4 KiB into the same 64 KiB block, all in flight at once:
+    // each fills the rest of the block from the base only if it is first.
+    std::vector<Req> reqs(16);
+    std::vector<unsigned char> model = base;
+    for (size_t i = 0; i < reqs.size(); i++) {
+        reqs[i].kind = Req::Write;
+        reqs[i].off = 65536 + i * 4096;
+        reqs[i].len = 4096;
+        reqs[i].buf = pattern(4096, 100 + uint32_t(i));
+        std::memcpy(model.data() + reqs[i].off, reqs[i].buf.data(), 4096);
+    }
+    std::vector<Task<void>> tasks;
+    for (auto& r : reqs)
+        tasks.push_back(run_req(*l, r));
+    sync_wait(L, run_all(tasks));
+    for (auto& r : reqs)
+        CHECK(r.result == 0);
+    CHECK(as_fvd(*l).blocks_in_image() == 1);
+    check_all(L, *l, model);
+    close_layer(L, *l);
+    auto again = open_ok(L, img);
+    check_all(L, *again, model);
+    close_layer(L, *again);
+}
+
+TEST_CASE("fvd: metadata reaches the image at flush, through the journal", "[fvd]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    MemoryLayer::drop("fvd-journal");
+    std::string img = "memory://fvd-journal";
+    create_ok(L, img, fvd_opts(4 << 20, {{"block_size", "4k"}, {"journal_size", "16k"}}));
+    auto l = open_ok(L, img);
+    auto data = pattern(4096, 9);
+    REQUIRE(sync_pwrite(L, *l, 8192, data.data(), 4096) == 0);
+    REQUIRE(sync_pwrite(L, *l, 4 * 4096, data.data(), 4096, kReqFua) == 0);
+
+    // Open the same store again without closing the first device: what a
+    // crash right now would leave. Both writes were flushed (FUA).
+    auto second = open_ok(L, img, OpenOptions{.read_only = true});
+    CHECK(as_fvd(*second).replayed_records() >= 1);
+    CHECK(as_fvd(*second).blocks_in_image() == 2);
+    auto got = layer_read(L, *second, 8192, 4096);
+    CHECK_BYTES(got.data(), data.data(), 4096, 8192);
+    close_layer(L, *second);
+
+    // Enough flushed writes to fill the 16 KiB journal many times over.
+    for (int i = 0; i < 200; i++) {
+        REQUIRE(sync_pwrite(L, *l, uint64_t(i) * 4096 * 3, data.data(), 4096) == 0);
+        REQUIRE(sync_wait(L, l->flush()) == 0);
+    }
+    auto third = open_ok(L, img, OpenOptions{.read_only = true});
+    for (int i = 0; i < 200; i++) {
+        auto g = layer_read(L, *third, uint64_t(i) * 4096 * 3, 4096);
+        INFO("write " << i);
+        CHECK_BYTES(g.data(), data.data(), 4096, uint64_t(i) * 4096 * 3);
+    }
+    close_layer(L, *third);
+    close_layer(L, *l);
+    MemoryLayer::drop("fvd-journal");
+}
+
+TEST_CASE("fvd: bad images and bad bases are refused at open, naming the culprit", "[fvd]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+
+    SECTION("a base reference to a missing file") {
+        std::string base = dir.file("b.raw");
+        write_file(base, "x", 1, 0, true);
+        std::string img = dir.file("o.fvd");
+        create_ok(L, img, fvd_opts(1 << 20, {{"backing_file", "b.raw"}}));
+        REQUIRE(::unlink(base.c_str()) == 0);
+        auto r = try_open(L, img);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("base image 'b.raw'"));
+    }
+    SECTION("a base chain that loops") {
+        std::string a = dir.file("a.fvd"), b = dir.file("b.fvd");
+        create_ok(L, b, fvd_opts(1 << 20));
+        create_ok(L, a, fvd_opts(1 << 20, {{"backing_file", "b.fvd"}}));
+        // Point b at a by rewriting its header.
+        auto hb = read_file(b, 0, 4096);
+        auto h = must(fvd::decode_header(hb, file_size(b), true));
+        h.base_name = "a.fvd";
+        h.base_size = 1 << 20;
+        auto bytes = fvd::encode_header(h);
+        write_file(b, bytes.data(), bytes.size());
+        auto r = try_open(L, a);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == ELOOP);
+        CHECK_THAT(r.error().message, Contains("loops"));
+    }
+    SECTION("a table with two chunks in one place") {
+        std::string img = dir.file("t.fvd");
+        create_ok(L, img, fvd_opts(4 << 20));
+        auto h = must(fvd::decode_header(read_file(img, 0, 4096), file_size(img), true));
+        uint32_t entries[2] = {0, 0};
+        write_file(img, entries, sizeof entries, off_t(h.table_offset));
+        auto r = try_open(L, img);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("FVD table: chunk 1"));
+    }
+    SECTION("a table entry past the end") {
+        std::string img = dir.file("t.fvd");
+        create_ok(L, img, fvd_opts(4 << 20));
+        auto h = must(fvd::decode_header(read_file(img, 0, 4096), file_size(img), true));
+        uint32_t entry = 1000;
+        write_file(img, &entry, sizeof entry, off_t(h.table_offset));
+        auto r = try_open(L, img);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("past the last one"));
+    }
+    SECTION("a bitmap that marks a block of an unallocated chunk") {
+        std::string img = dir.file("t.fvd");
+        create_ok(L, img, fvd_opts(4 << 20));
+        auto h = must(fvd::decode_header(read_file(img, 0, 4096), file_size(img), true));
+        unsigned char bit = 1;
+        write_file(img, &bit, 1, off_t(h.bitmap_offset));
+        auto r = try_open(L, img);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("block 0 is in the image"));
+    }
+    SECTION("a truncated image") {
+        std::string img = dir.file("t.fvd");
+        create_ok(L, img, fvd_opts(4 << 20));
+        REQUIRE(::truncate(img.c_str(), 8192) == 0);
+        auto r = try_open(L, img);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("past the end"));
+    }
+    SECTION("creation options out of range") {
+        auto r = try_create(L, dir.file("x.fvd"), fvd_opts(1 << 20, {{"block_size", "3k"}}));
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("block_size"));
+        r = try_create(L, dir.file("x.fvd"), fvd_opts(1 << 20, {{"colour", "red"}}));
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("colour"));
+        r = try_create(L, dir.file("x.fvd"), fvd_opts(0));
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().message, Contains("no size"));
+    }
+}
