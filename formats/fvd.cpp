@@ -97,6 +97,28 @@ uint64_t FvdLayer::chunks_allocated() const
     return n;
 }
 
+uint64_t FvdLayer::unused_tail_bytes() const
+{
+    if (!hdr_.compact() || !child_->growable())
+        return 0;
+    uint64_t end = hdr_.data_offset + (next_chunk_ << chunk_shift_);
+    return child_->size() > end ? child_->size() - end : 0;
+}
+
+Task<int> FvdLayer::release_unused_tail()
+{
+    if (unused_tail_bytes() == 0)
+        co_return 0;
+    co_return co_await child_->truncate(hdr_.data_offset + (next_chunk_ << chunk_shift_));
+}
+
+FvdLayer::Where FvdLayer::where(uint64_t b) const
+{
+    if (fresh_.test(b))
+        return Where::Image;
+    return base_ && block_start(b) < base_limit_ ? Where::Base : Where::Zero;
+}
+
 // ------------------------------------------------------------------ open
 
 Task<Result<std::unique_ptr<FvdLayer>>> FvdLayer::open(std::unique_ptr<Layer> child,
@@ -254,10 +276,12 @@ Task<int> FvdLayer::format(Layer& c, const fvd::Header& h)
     }
     // The journal starts zeroed, so that records of an image that lived
     // here before cannot be taken for ours.
-    for (uint64_t at = 0; at < h.journal_size; at += 1 << 20) {
-        uint64_t n = std::min<uint64_t>(1 << 20, h.journal_size - at);
-        if ((r = co_await write_region(c, h.journal_offset + at, n, nullptr, 0)) < 0)
-            co_return r;
+    if (co_await c.write_zeroes(h.journal_offset, h.journal_size) != 0) {
+        for (uint64_t at = 0; at < h.journal_size; at += 1 << 20) {
+            uint64_t n = std::min<uint64_t>(1 << 20, h.journal_size - at);
+            if ((r = co_await write_region(c, h.journal_offset + at, n, nullptr, 0)) < 0)
+                co_return r;
+        }
     }
     std::vector<uint8_t> hb = fvd::encode_header(h);
     if ((r = co_await c.pwrite(0, hb.data(), hb.size())) < 0)

@@ -58,6 +58,15 @@ public:
     // Chunks allocated in the image / free (leaked) chunks found at open.
     uint64_t chunks_allocated() const;
     uint64_t chunks_free_at_open() const { return free_at_open_; }
+    // Bytes of the child past the last physical chunk in use (space a crash
+    // left behind at the end of a compact image on a file), or 0.
+    uint64_t unused_tail_bytes() const;
+    // Gives that space back (truncates the child). 0 or -errno.
+    Task<int> release_unused_tail();
+
+    // Where the data of block `b` is.
+    enum class Where { Image, Base, Zero };
+    Where where(uint64_t b) const;
 
 protected:
     Task<int> do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsigned flags) override;

@@ -31,6 +31,8 @@ constexpr Command kCommands[] = {
      "convert [-f FMT] [-O FMT] [-p] [-n] [-t CACHE] [-T SRC_CACHE] [-o OPTIONS] SRC DST",
      kExitFailure},
     {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-T CACHE] [-p] [-q] [-s] A B", 2},
+    {"check", cmd_check, "check [-f FMT] [-r leaks|all] [--output=human|json] FILENAME", 1},
+    {"map", cmd_map, "map [-f FMT] [--output=human|json] FILENAME", kExitFailure},
 };
 
 void print_help()

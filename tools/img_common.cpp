@@ -154,4 +154,19 @@ std::unique_ptr<Loop> make_loop()
     return std::move(loop).value();
 }
 
+// `s` as a JSON string literal.
+std::string json_string(std::string_view s)
+{
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\')
+            out += fmt::format("\\{}", char(c));
+        else if (c < 0x20)
+            out += fmt::format("\\u{:04x}", c);
+        else
+            out += char(c);
+    }
+    return out + "\"";
+}
+
 } // namespace coblk::img

@@ -91,4 +91,7 @@ Result<void> append_option_list(uri::Options& opts, std::string_view text);
 // and returns null when io_uring is unavailable.
 std::unique_ptr<Loop> make_loop();
 
+// `s` as a JSON string literal, quotes included.
+std::string json_string(std::string_view s);
+
 } // namespace coblk::img

@@ -19,12 +19,22 @@ that it holds at least SIZE bytes.
   -f FMT        image format (default: raw)
   -o OPTIONS    format options, key=value[,key=value...]; size=SIZE stands
                 for the SIZE argument
-  -b BASE       backing file (passed to the format as backing_file=)
+  -b BASE       base (backing) image (passed to the format as backing_file=)
   -F BASE_FMT   format of the backing file (backing_fmt=)
   -q            quiet: do not print what is created
   -h, --help    print this help
 
-SIZE is a byte count with an optional K, M, G, T, P or E suffix (powers of 1024).
+SIZE is a byte count with an optional K, M, G, T, P or E suffix (powers of 1024);
+with -b it may be left out to take the base image's size.
+
+fvd options (-f fvd):
+  block_size=SIZE     copy-on-write unit, a power of two from 4K to 1M (64K)
+  chunk_size=SIZE     allocation unit of a compact image (1M)
+  compact=on|off      allocate chunks on first write (on) or store data at
+                      its virtual offset in a sparse file (off)
+  journal_size=SIZE   metadata journal (4M)
+  copy_on_read=on|off, prefetch=on|off   defaults recorded in the image
+A relative BASE is relative to the directory of FILENAME.
 )";
 
 struct CreateArgs {
@@ -85,6 +95,9 @@ Result<CreateArgs> parse_args(int argc, char** argv)
     a.filename = args[0];
     if (args.size() == 2)
         size_text = args[1];
+    // With a base image, the size may come from the base.
+    if (!size_text && uri::find_option(a.create.options, "backing_file"))
+        return a;
     if (!size_text)
         return make_error(EINVAL, "missing SIZE (give it as an argument or as -o size=SIZE)");
     auto size = uri::parse_size(*size_text, "image size");

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "formats/fvd.h"
 #include "tools/img_commands.h"
 #include "tools/img_common.h"
 
@@ -71,27 +72,58 @@ Result<InfoArgs> parse_args(int argc, char** argv)
     return a;
 }
 
-// `s` as a JSON string literal.
-std::string json_string(std::string_view s)
-{
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\')
-            out += fmt::format("\\{}", char(c));
-        else if (c < 0x20)
-            out += fmt::format("\\u{:04x}", c);
-        else
-            out += char(c);
-    }
-    return out + "\"";
-}
-
 struct ImageInfo {
     std::string format;
     std::string protocol;
     uint64_t virtual_size = 0;
     int64_t allocated = -ENOTSUP;  // bytes, or -errno when unknown
+    std::string backing_file, backing_format;
+    // Format-specific fields: name, value, and whether the value is a JSON
+    // number/boolean (else a string).
+    struct Field {
+        std::string name, value;
+        bool bare = false;
+    };
+    std::vector<Field> specific;
 };
+
+// What info shows of an FVD image: its geometry, features, journal and how
+// much of the base has been copied.
+void add_fvd_fields(const FvdLayer& f, ImageInfo& i)
+{
+    const fvd::Header& h = f.header();
+    i.backing_file = h.base_name;
+    i.backing_format = h.base_format;
+    auto num = [&](const char* name, uint64_t v) {
+        i.specific.push_back({name, std::to_string(v), true});
+    };
+    auto flag = [&](const char* name, bool v) {
+        i.specific.push_back({name, v ? "true" : "false", true});
+    };
+    num("version", h.version);
+    num("block-size", h.block_size);
+    flag("compact", h.compact());
+    if (h.compact()) {
+        num("chunk-size", h.chunk_size);
+        num("chunks-allocated", f.chunks_allocated());
+    }
+    num("journal-size", h.journal_size);
+    num("journal-records", f.replayed_records());
+    flag("clean-shutdown", h.clean);
+    flag("copy-on-read", h.compatible & fvd::kCompatCopyOnRead);
+    flag("prefetch", h.compatible & fvd::kCompatPrefetch);
+    uint64_t in = f.blocks_in_image(), all = h.blocks();
+    num("blocks-in-image", in);
+    num("blocks", all);
+    if (!h.base_name.empty()) {
+        // Blocks the base covers, and how many of them the image holds.
+        uint64_t base_blocks = (h.base_size + h.block_size - 1) / h.block_size;
+        bool copied = (h.compatible & fvd::kCompatBaseCopied) || in >= all;
+        i.specific.push_back({"base-copied", copied ? "100%" :
+                              fmt::format("{:.1f}%", base_blocks ? 100.0 * std::min(in, base_blocks) /
+                                                                       double(base_blocks) : 100.0)});
+    }
+}
 
 void print_human(const std::string& filename, const ImageInfo& i)
 {
@@ -103,6 +135,15 @@ void print_human(const std::string& filename, const ImageInfo& i)
     else
         fmt::print("disk size: unavailable\n");
     fmt::print("protocol: {}\n", i.protocol);
+    if (!i.backing_file.empty())
+        fmt::print("backing file: {}\n", i.backing_file);
+    if (!i.backing_format.empty())
+        fmt::print("backing file format: {}\n", i.backing_format);
+    if (!i.specific.empty()) {
+        fmt::print("Format specific information:\n");
+        for (const auto& f : i.specific)
+            fmt::print("    {}: {}\n", f.name, f.value);
+    }
 }
 
 void print_json(const std::string& filename, const ImageInfo& i)
@@ -113,6 +154,20 @@ void print_json(const std::string& filename, const ImageInfo& i)
     fmt::print("    \"format\": {},\n", json_string(i.format));
     if (i.allocated >= 0)
         fmt::print("    \"actual-size\": {},\n", i.allocated);
+    if (!i.backing_file.empty())
+        fmt::print("    \"backing-filename\": {},\n", json_string(i.backing_file));
+    if (!i.backing_format.empty())
+        fmt::print("    \"backing-filename-format\": {},\n", json_string(i.backing_format));
+    if (!i.specific.empty()) {
+        fmt::print("    \"format-specific\": {{\n");
+        for (size_t k = 0; k < i.specific.size(); k++) {
+            const auto& f = i.specific[k];
+            fmt::print("        {}: {}{}\n", json_string(f.name),
+                       f.bare ? f.value : json_string(f.value),
+                       k + 1 < i.specific.size() ? "," : "");
+        }
+        fmt::print("    }},\n");
+    }
     fmt::print("    \"protocol\": {}\n", json_string(i.protocol));
     fmt::print("}}\n");
 }
@@ -128,6 +183,8 @@ Task<int> info(Loop& loop, const InfoArgs& a, const OpenOptions& o)
     }
     Layer& layer = **dev;
     ImageInfo i{layer.kind(), layer.protocol(), layer.size(), layer.allocated_bytes()};
+    if (auto* f = dynamic_cast<FvdLayer*>(&layer))
+        add_fvd_fields(*f, i);
     co_await layer.close();
     if (a.json)
         print_json(a.filename, i);
