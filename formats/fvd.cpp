@@ -3,8 +3,11 @@
 // reaches the disk.
 #include "formats/fvd.h"
 
+#include "uri/uri.h"
+
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -77,6 +80,43 @@ Task<int> write_region(Layer& l, uint64_t off, uint64_t region, const uint8_t* b
 
 } // namespace
 
+Result<FvdOptions> parse_fvd_options(const std::vector<std::pair<std::string, std::string>>& opts)
+{
+    FvdOptions o;
+    for (const auto& [k, v] : opts) {
+        if (k == "copy_on_read" || k == "prefetch") {
+            auto b = uri::parse_bool(v, k);
+            if (!b)
+                return b.error();
+            (k == "prefetch" ? o.prefetch : o.copy_on_read) = *b;
+        } else if (k == "prefetch_delay" || k == "prefetch_idle" || k == "prefetch_min_mbps" ||
+                   k == "cor_budget") {
+            auto n = uri::parse_size(v, k);
+            if (!n)
+                return n.error();
+            if (k == "prefetch_delay")
+                o.prefetch_delay_ms = *n;
+            else if (k == "prefetch_idle")
+                o.prefetch_idle_ms = *n;
+            else if (k == "prefetch_min_mbps")
+                o.prefetch_min_mbps = *n;
+            else
+                o.cor_budget = *n;
+        } else {
+            return make_error(EINVAL, "unknown fvd option '{}' (known: copy_on_read, prefetch, "
+                              "prefetch_delay, prefetch_idle, prefetch_min_mbps, cor_budget)", k);
+        }
+    }
+    return o;
+}
+
+uint64_t FvdLayer::now_ns()
+{
+    return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count());
+}
+
 FvdLayer::FvdLayer(std::unique_ptr<Layer> child, std::string name)
     : child_(std::move(child)), name_(std::move(name))
 {
@@ -123,15 +163,26 @@ FvdLayer::Where FvdLayer::where(uint64_t b) const
 
 Task<Result<std::unique_ptr<FvdLayer>>> FvdLayer::open(std::unique_ptr<Layer> child,
                                                        std::string name, bool read_only,
-                                                       const FvdBaseOpener* opener)
+                                                       const FvdBaseOpener* opener,
+                                                       const FvdOptions& options)
 {
     std::unique_ptr<FvdLayer> l(new FvdLayer(std::move(child), std::move(name)));
+    l->opts_ = options;
+    l->loop_ = Loop::current();
     auto r = co_await l->load(read_only, opener);
     if (!r) {
         if (l->base_)
             co_await l->base_->close();
         co_await l->child_->close();
         co_return Error{r.error().code, fmt::format("'{}': {}", l->name_, r.error().message)};
+    }
+    bool writable_base = !read_only && l->base_;
+    l->cor_ = writable_base &&
+              options.copy_on_read.value_or(l->hdr_.compatible & fvd::kCompatCopyOnRead);
+    if (writable_base && options.prefetch.value_or(l->hdr_.compatible & fvd::kCompatPrefetch) &&
+        l->loop_) {
+        l->prefetch_running_ = true;
+        l->background_.spawn(l->prefetch_loop());
     }
     co_return std::move(l);
 }
@@ -351,6 +402,7 @@ Task<int> FvdLayer::base_read(uint64_t voff, const iovec* iov, int iovcnt)
 
 Task<int> FvdLayer::do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
 {
+    guest_io();
     uint64_t len = iov_length(iov, iovcnt);
     if (len == 0)
         co_return 0;
@@ -375,9 +427,121 @@ Task<int> FvdLayer::do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsign
             r = co_await base_read(pos, v, vn);
         if (r < 0)
             co_return r;
+        if (!in_image && cor_ && !stopping_) {
+            // The whole blocks this read took from the base go into the
+            // image in the background, within the budget.
+            uint64_t fb = block_of(pos + block_start(1) - 1), lb = fb;
+            uint64_t base_blocks = block_of(base_limit_ + block_start(1) - 1);
+            while (lb < base_blocks && block_end(lb) <= pe)
+                lb++;
+            uint64_t bytes = lb > fb ? block_end(lb - 1) - block_start(fb) : 0;
+            if (bytes && cor_in_flight_ + bytes <= opts_.cor_budget) {
+                std::unique_ptr<uint8_t[]> copy(new (std::nothrow) uint8_t[bytes]);
+                if (copy) {
+                    iov_to_buf(iov, iovcnt, block_start(fb) - off, copy.get(), bytes);
+                    cor_in_flight_ += bytes;
+                    background_.spawn(copy_in(fb, lb - fb, std::move(copy)));
+                }
+            }
+        }
         pos = pe;
     }
     co_return 0;
+}
+
+Task<int> FvdLayer::copy_from_base(uint64_t first, uint64_t n, const uint8_t* data)
+{
+    uint64_t lo = block_start(first);
+    auto guard = co_await block_lock_.lock(lo, block_end(first + n - 1) - lo);
+    for (uint64_t b = first; b < first + n;) {
+        uint64_t nb = fresh_.run(b, first + n - b);
+        if (fresh_.test(b)) {   // a guest write got there first
+            b += nb;
+            continue;
+        }
+        int r = co_await allocate_chunks(b, nb);
+        if (r < 0)
+            co_return r;
+        iovec v{const_cast<uint8_t*>(data) + (block_start(b) - lo),
+                size_t(block_end(b + nb - 1) - block_start(b))};
+        r = co_await image_io(true, block_start(b), &v, 1, 0);
+        if (r < 0)
+            co_return r;
+        // Only the fresh bitmap learns of it: the data is a copy of the
+        // base, so losing the bit in a crash loses nothing. A later guest
+        // write to the block queues it for the journal.
+        fresh_.set_range(b, nb);
+        b += nb;
+    }
+    co_return 0;
+}
+
+Task<void> FvdLayer::copy_in(uint64_t first, uint64_t n, std::unique_ptr<uint8_t[]> data)
+{
+    uint64_t bytes = block_end(first + n - 1) - block_start(first);
+    if (co_await copy_from_base(first, n, data.get()) == 0)
+        cor_blocks_ += n;
+    cor_in_flight_ -= bytes;
+}
+
+Task<void> FvdLayer::prefetch_loop()
+{
+    using namespace std::chrono;
+    constexpr uint64_t kStepBytes = 1 << 20;
+    const uint64_t step = std::max<uint64_t>(1, kStepBytes >> block_shift_);
+    const uint64_t base_blocks = block_of(base_limit_ + block_start(1) - 1);
+    auto nap = [&](uint64_t ms) { return loop_->sleep_for(milliseconds(ms)); };
+
+    uint64_t start = now_ns();
+    while (!stopping_ && now_ns() - start < opts_.prefetch_delay_ms * 1000000)
+        co_await nap(std::min<uint64_t>(50, opts_.prefetch_delay_ms));
+    Buffer buf = make_buffer(size_t(step << block_shift_));
+    uint64_t b = 0;
+    while (buf && !stopping_ && b < base_blocks) {
+        if (fresh_.test(b)) {
+            b += fresh_.run(b, base_blocks - b);
+            continue;
+        }
+        // The guest goes first: wait while it has requests in flight or
+        // had some in the last prefetch_idle ms.
+        if (in_flight() > 0 || now_ns() - last_guest_ns_ < opts_.prefetch_idle_ms * 1000000) {
+            co_await nap(std::max<uint64_t>(1, opts_.prefetch_idle_ms / 2));
+            continue;
+        }
+        uint64_t nb = std::min(fresh_.run(b, base_blocks - b), step);
+        uint64_t lo = block_start(b), len = block_end(b + nb - 1) - lo;
+        iovec v{buf.get(), size_t(len)};
+        uint64_t t0 = now_ns();
+        int r = co_await base_read(lo, &v, 1);
+        if (r == 0)
+            r = co_await copy_from_base(b, nb, buf.get());
+        if (r < 0)
+            break;   // the guest's own requests will report the trouble
+        prefetched_blocks_ += nb;
+        b += nb;
+        uint64_t dt = std::max<uint64_t>(1, now_ns() - t0);
+        if (opts_.prefetch_min_mbps && len * 1000 / dt < opts_.prefetch_min_mbps)
+            co_await nap(200);   // the storage is busy: back off
+    }
+    if (!stopping_ && buf && base_blocks <= hdr_.blocks() &&
+        (base_blocks == 0 || fresh_.all(0, base_blocks))) {
+        // Everything the base holds is in the image: say so durably, after
+        // the data and the bits, so later opens leave the base alone.
+        auto guard = co_await commit_lock_.lock();
+        fvd::Bitmap bits = fresh_;
+        std::vector<uint32_t> table = fresh_table_;
+        if (co_await child_->flush() == 0) {
+            uint64_t compat = hdr_.compatible;
+            hdr_.compatible |= fvd::kCompatBaseCopied;
+            if (co_await write_back(bits, table, false) == 0) {
+                durable_.merge(bits);
+                durable_table_ = table;
+            } else {
+                hdr_.compatible = compat;
+            }
+        }
+    }
+    prefetch_running_ = false;
 }
 
 // ------------------------------------------------------------------ writes
@@ -511,6 +675,7 @@ Task<int> FvdLayer::allocating_write(uint64_t first, uint64_t n, uint64_t off, c
 
 Task<int> FvdLayer::do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
 {
+    guest_io();
     uint64_t len = iov_length(iov, iovcnt);
     if (len == 0) {
         if (flags & kReqFua)
@@ -697,6 +862,8 @@ Task<int> FvdLayer::do_flush()
 
 Task<void> FvdLayer::do_close()
 {
+    stopping_ = true;
+    co_await background_.join();
     if (!read_only_) {
         // Everything goes in place and the journal starts empty: the next
         // open has nothing to replay.

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,21 @@ namespace coblk {
 using FvdBaseOpener =
     std::function<Task<Result<std::unique_ptr<Layer>>>(std::string name, std::string format)>;
 
+// Open-time choices; unset ones take the image's defaults (its compatible
+// feature bits).
+struct FvdOptions {
+    std::optional<bool> copy_on_read;
+    std::optional<bool> prefetch;
+    uint64_t prefetch_delay_ms = 2000;      // idle time before prefetching starts
+    uint64_t prefetch_idle_ms = 50;         // guest quiet this long: prefetch runs
+    uint64_t prefetch_min_mbps = 0;         // slower than this: prefetch backs off
+    uint64_t cor_budget = 16ull << 20;      // bytes of copy-on-read data in flight
+};
+
+// Parses fvd's open options (copy_on_read, prefetch, prefetch_delay, ...)
+// from `opts`. Fails naming a bad one.
+Result<FvdOptions> parse_fvd_options(const std::vector<std::pair<std::string, std::string>>& opts);
+
 class FvdLayer : public Layer {
 public:
     // Opens the FVD image held by `child`: reads and checks the header,
@@ -38,7 +54,8 @@ public:
     // messages. Fails naming the field or file at fault. Loop thread.
     static Task<Result<std::unique_ptr<FvdLayer>>> open(std::unique_ptr<Layer> child,
                                                         std::string name, bool read_only,
-                                                        const FvdBaseOpener* opener);
+                                                        const FvdBaseOpener* opener,
+                                                        const FvdOptions& options = {});
     // Writes the metadata of a new, empty FVD image `h` into `child` (which
     // must be empty or disposable) and makes it durable. 0 or -errno.
     static Task<int> format(Layer& child, const fvd::Header& h);
@@ -64,6 +81,15 @@ public:
     // Gives that space back (truncates the child). 0 or -errno.
     Task<int> release_unused_tail();
 
+    // Copy-on-read and prefetch as they run on this open.
+    bool copy_on_read() const { return cor_; }
+    bool prefetching() const { return prefetch_running_; }
+    // Blocks copied from the base by copy-on-read / prefetch so far.
+    uint64_t blocks_copied_on_read() const { return cor_blocks_; }
+    uint64_t blocks_prefetched() const { return prefetched_blocks_; }
+    // True once every block is in the image and the header says so.
+    bool base_copied() const { return hdr_.compatible & fvd::kCompatBaseCopied; }
+
     // Where the data of block `b` is.
     enum class Where { Image, Base, Zero };
     Where where(uint64_t b) const;
@@ -80,6 +106,19 @@ protected:
 private:
     FvdLayer(std::unique_ptr<Layer> child, std::string name);
     Task<Result<void>> load(bool read_only, const FvdBaseOpener* opener);
+    // Stores base data the guest just read (`n` blocks from `first`, whose
+    // bytes are in `data`) into the image, unless a write got there first.
+    // Runs in the background; holds at most the copy-on-read budget.
+    Task<void> copy_in(uint64_t first, uint64_t n, std::unique_ptr<uint8_t[]> data);
+    // Copies blocks [first, first+n) that are still in the base into the
+    // image. Caller holds no lock. 0 or -errno.
+    Task<int> copy_from_base(uint64_t first, uint64_t n, const uint8_t* data);
+    // The background copier: waits for an idle guest, copies the base in,
+    // then records that the base is no longer needed.
+    Task<void> prefetch_loop();
+    // Marks guest I/O for the prefetcher's idleness test.
+    void guest_io() { last_guest_ns_ = now_ns(); }
+    static uint64_t now_ns();
 
     // Reads/writes virtual bytes that are in the image, through the table.
     Task<int> image_io(bool write, uint64_t voff, const iovec* iov, int iovcnt, unsigned flags);
@@ -135,6 +174,17 @@ private:
 
     uint64_t journal_pos_ = 0, journal_seq_ = 1;
     uint64_t replayed_ = 0;
+
+    FvdOptions opts_;
+    Loop* loop_ = nullptr;
+    bool cor_ = false;
+    uint64_t cor_in_flight_ = 0;     // bytes held by copy-on-read tasks
+    uint64_t cor_blocks_ = 0;
+    bool prefetch_running_ = false;
+    uint64_t prefetched_blocks_ = 0;
+    uint64_t last_guest_ns_ = 0;
+    bool stopping_ = false;          // close() started: background work ends
+    TaskGroup background_;
 
     RangeLock block_lock_;   // serialises writes that allocate blocks
     Mutex commit_lock_;      // one commit at a time

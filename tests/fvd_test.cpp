@@ -546,3 +546,134 @@ TEST_CASE("fvd: bad images and bad bases are refused at open, naming the culprit
         CHECK_THAT(r.error().message, Contains("no size"));
     }
 }
+
+// ------------------------------------------------------------------ copy-on-read, prefetch
+
+namespace {
+
+// Lets background coroutines run until `done()` holds, for at most ~30 s
+// (a hang guard, not a timing assertion).
+template <typename F>
+bool run_until(Loop& L, F done)
+{
+    for (int i = 0; i < 3000 && !done(); i++)
+        sync_wait(L, [](Loop& l) -> Task<void> {
+            co_await l.sleep_for(std::chrono::milliseconds(10));
+        }(L));
+    return done();
+}
+
+} // namespace
+
+TEST_CASE("fvd: copy-on-read stores base data read by the guest in the image", "[fvd]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    std::string base = dir.file("base.raw");
+    auto old_data = pattern(4 << 20, 21);
+    write_file(base, old_data.data(), old_data.size(), 0, true);
+    std::string img = dir.file("o.fvd");
+    create_ok(L, img, fvd_opts(0, {{"backing_file", "base.raw"}}));
+
+    OpenOptions o;
+    o.options = {{"copy_on_read", "on"}};
+    auto l = open_ok(L, img, o);
+    FvdLayer& f = as_fvd(*l);
+    REQUIRE(f.copy_on_read());
+    // 1 MiB from 100 KiB: blocks 2..16 are read whole, 1 and 17 in part.
+    auto got = layer_read(L, *l, 100 * 1024, 1 << 20);
+    CHECK_BYTES(got.data(), old_data.data() + 100 * 1024, 1 << 20, 100 * 1024);
+    REQUIRE(run_until(L, [&] { return f.blocks_copied_on_read() >= 15; }));
+    CHECK(f.blocks_copied_on_read() == 15);
+    CHECK(f.where(1) == FvdLayer::Where::Base);
+    CHECK(f.where(2) == FvdLayer::Where::Image);
+    CHECK(f.where(16) == FvdLayer::Where::Image);
+    CHECK(f.where(17) == FvdLayer::Where::Base);
+
+    SECTION("a crash loses the copies, and reads still come right from the base") {
+        // Another open of the same file, while the first is still open,
+        // sees what a crash now would leave: nothing was flushed.
+        OpenOptions ro;
+        ro.read_only = true;
+        ro.options = {{"locking", "off"}};
+        auto second = open_ok(L, img, ro);
+        CHECK(as_fvd(*second).blocks_in_image() == 0);
+        auto again = layer_read(L, *second, 0, 4 << 20);
+        CHECK_BYTES(again.data(), old_data.data(), 4 << 20, 0);
+        close_layer(L, *second);
+        close_layer(L, *l);
+    }
+    SECTION("copied blocks stay in the image after a clean close") {
+        close_layer(L, *l);
+        // Change the base behind the image's back: copied blocks keep the
+        // old bytes, the others show the new ones.
+        auto new_data = pattern(4 << 20, 22);
+        write_file(base, new_data.data(), new_data.size());
+        auto r = open_ok(L, img);
+        auto all = layer_read(L, *r, 0, 4 << 20);
+        CHECK_BYTES(all.data() + 2 * 65536, old_data.data() + 2 * 65536, 15 * 65536, 2 * 65536);
+        CHECK_BYTES(all.data(), new_data.data(), 2 * 65536, 0);
+        CHECK_BYTES(all.data() + 17 * 65536, new_data.data() + 17 * 65536, 47 * 65536,
+                    17 * 65536);
+        close_layer(L, *r);
+    }
+}
+
+TEST_CASE("fvd: copy-on-read stays within its memory budget", "[fvd]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    std::string base = dir.file("base.raw");
+    auto data = pattern(2 << 20, 5);
+    write_file(base, data.data(), data.size(), 0, true);
+    std::string img = dir.file("o.fvd");
+    create_ok(L, img, fvd_opts(0, {{"backing_file", "base.raw"}, {"copy_on_read", "on"}}));
+    OpenOptions o;
+    o.options = {{"cor_budget", "64k"}};
+    auto l = open_ok(L, img, o);
+    FvdLayer& f = as_fvd(*l);
+    REQUIRE(f.copy_on_read());   // from the image's default
+    auto big = layer_read(L, *l, 0, 1 << 20);      // over budget: not copied
+    auto small = layer_read(L, *l, 1 << 20, 65536);  // within it
+    CHECK_BYTES(big.data(), data.data(), 1 << 20, 0);
+    REQUIRE(run_until(L, [&] { return f.blocks_copied_on_read() >= 1; }));
+    close_layer(L, *l);
+    CHECK(f.blocks_copied_on_read() == 1);
+    CHECK(f.blocks_in_image() == 1);
+}
+
+TEST_CASE("fvd: prefetch copies the whole base and the image then stands alone", "[fvd]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    std::string base = dir.file("base.raw");
+    auto data = pattern(6 << 20, 8);
+    write_file(base, data.data(), data.size(), 0, true);
+    std::string img = dir.file("o.fvd");
+    // The image is larger than its base: the rest reads as zeros and needs
+    // no copying.
+    create_ok(L, img, fvd_opts(8 << 20, {{"backing_file", "base.raw"}, {"prefetch", "on"}}));
+    OpenOptions o;
+    o.options = {{"prefetch_delay", "0"}, {"prefetch_idle", "0"}};
+    auto l = open_ok(L, img, o);
+    FvdLayer& f = as_fvd(*l);
+    // A guest write meanwhile must survive the prefetcher.
+    auto mine = pattern(5000, 9);
+    REQUIRE(sync_pwrite(L, *l, 3 * 65536 + 100, mine.data(), mine.size()) == 0);
+    REQUIRE(run_until(L, [&] { return !f.prefetching(); }));
+    CHECK(f.base_copied());
+    CHECK(f.blocks_prefetched() >= 95);
+    close_layer(L, *l);
+
+    std::vector<unsigned char> model = data;
+    model.resize(8 << 20, 0);
+    std::memcpy(model.data() + 3 * 65536 + 100, mine.data(), mine.size());
+    REQUIRE(::unlink(base.c_str()) == 0);   // no longer needed
+    auto r = open_ok(L, img);
+    CHECK(as_fvd(*r).base() == nullptr);
+    check_all(L, *r, model);
+    close_layer(L, *r);
+}

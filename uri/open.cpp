@@ -34,6 +34,8 @@ constexpr std::string_view kMemoryKeys[] = {"size", "name"};
 constexpr std::string_view kGlusterKeys[] = {"log-level", "log-file", "ping-timeout",
                                              "connect-timeout", "debug"};
 constexpr std::string_view kRawKeys[] = {"offset", "size"};
+constexpr std::string_view kFvdKeys[] = {"copy_on_read", "prefetch", "prefetch_delay",
+                                         "prefetch_idle", "prefetch_min_mbps", "cor_budget"};
 
 // The option keys each protocol reads (from the URI's query or from -o).
 Keys protocol_keys(uri::Protocol p)
@@ -70,10 +72,13 @@ Result<std::pair<uri::Options, uri::Options>> split_options(const uri::Spec& spe
             proto.push_back(kv);
         else if ((format.empty() || format == "raw") && has_key(kRawKeys, kv.first))
             fmt_opts.push_back(kv);
+        else if ((format.empty() || format == "fvd") && has_key(kFvdKeys, kv.first))
+            fmt_opts.push_back(kv);
         else
             return make_error(EINVAL, "unknown option '{}' for {} (protocol {} reads: {}; "
-                              "format raw reads: offset, size)", kv.first, spec.text,
-                              uri::protocol_name(spec.protocol), fmt::join(pkeys, ", "));
+                              "format raw reads: offset, size; format fvd reads: {})", kv.first,
+                              spec.text, uri::protocol_name(spec.protocol),
+                              fmt::join(pkeys, ", "), fmt::join(kFvdKeys, ", "));
     }
     return std::pair{std::move(proto), std::move(fmt_opts)};
 }
@@ -268,10 +273,10 @@ Task<LayerResult> open_in_chain(Loop& loop, std::string_view name, const OpenOpt
             format = "fvd";
     }
     if (format == "fvd") {
-        if (!split->second.empty()) {
+        auto fvd_opts = parse_fvd_options(split->second);
+        if (!fvd_opts) {
             co_await child->close();
-            co_return make_error(EINVAL, "unknown option '{}' for the fvd image '{}'",
-                                 split->second.front().first, name);
+            co_return make_error(EINVAL, "'{}': {}", name, fvd_opts.error().message);
         }
         std::string image(name);
         chain.push_back(chain_key(image));
@@ -292,10 +297,17 @@ Task<LayerResult> open_in_chain(Loop& loop, std::string_view name, const OpenOpt
             bo.format = base_format;
             co_return co_await open_in_chain(loop, resolved, bo, chain);
         };
-        auto fvd = co_await FvdLayer::open(std::move(child), image, o.read_only, &opener);
+        FvdOptions fo = *fvd_opts;
+        auto fvd = co_await FvdLayer::open(std::move(child), image, o.read_only, &opener, fo);
         chain.pop_back();
         co_return upcast(std::move(fvd));
     }
+    for (const auto& kv : split->second)
+        if (has_key(kFvdKeys, kv.first)) {
+            co_await child->close();
+            co_return make_error(EINVAL, "option '{}' is for fvd images, and '{}' is raw",
+                                 kv.first, name);
+        }
     auto raw_opts = parse_raw_options(split->second);
     if (!raw_opts) {
         co_await child->close();
