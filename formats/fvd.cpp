@@ -152,6 +152,27 @@ Task<int> FvdLayer::release_unused_tail()
     co_return co_await child_->truncate(hdr_.data_offset + (next_chunk_ << chunk_shift_));
 }
 
+Task<int> FvdLayer::set_base(std::string name, std::string format, uint64_t size)
+{
+    if (read_only_)
+        co_return -EROFS;
+    if (name.size() > fvd::kMaxStringLen || format.size() > fvd::kMaxStringLen)
+        co_return -ENAMETOOLONG;
+    int r = co_await commit();
+    if (r < 0)
+        co_return r;
+    auto guard = co_await commit_lock_.lock();
+    fvd::Header old = hdr_;
+    hdr_.base_name = std::move(name);
+    hdr_.base_format = hdr_.base_name.empty() ? "" : std::move(format);
+    hdr_.base_size = hdr_.base_name.empty() ? 0 : size;
+    hdr_.compatible &= ~fvd::kCompatBaseCopied;
+    r = co_await write_header();
+    if (r < 0)
+        hdr_ = old;
+    co_return r;
+}
+
 FvdLayer::Where FvdLayer::where(uint64_t b) const
 {
     if (fresh_.test(b))
@@ -283,7 +304,8 @@ Task<Result<void>> FvdLayer::load(bool read_only, const FvdBaseOpener* opener)
     }
 
     // Base.
-    if (!hdr_.base_name.empty() && !(hdr_.compatible & fvd::kCompatBaseCopied)) {
+    if (!hdr_.base_name.empty() && !(hdr_.compatible & fvd::kCompatBaseCopied) &&
+        !opts_.without_base) {
         if (!opener)
             co_return make_error(EINVAL, "has base image '{}', which cannot be opened here",
                                  hdr_.base_name);

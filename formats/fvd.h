@@ -40,6 +40,9 @@ struct FvdOptions {
     uint64_t prefetch_idle_ms = 50;         // guest quiet this long: prefetch runs
     uint64_t prefetch_min_mbps = 0;         // slower than this: prefetch backs off
     uint64_t cor_budget = 16ull << 20;      // bytes of copy-on-read data in flight
+    // Do not open the base (for tools that read only the image's own
+    // blocks, such as commit, which opens the base for writing itself).
+    bool without_base = false;
 };
 
 // Parses fvd's open options (copy_on_read, prefetch, prefetch_delay, ...)
@@ -80,6 +83,11 @@ public:
     uint64_t unused_tail_bytes() const;
     // Gives that space back (truncates the child). 0 or -errno.
     Task<int> release_unused_tail();
+
+    // Points the image at another base (empty name: none) and makes the
+    // header durable. The caller copies whatever data differs first. The
+    // new base takes effect at the next open. 0 or -errno.
+    Task<int> set_base(std::string name, std::string format, uint64_t size);
 
     // Copy-on-read and prefetch as they run on this open.
     bool copy_on_read() const { return cor_; }

@@ -162,5 +162,53 @@ damaged() {
 }
 check "check and info refuse a table with two chunks in one place" damaged
 
+# Builds base1.raw, base2.raw (base1 changed in places and longer), and the
+# same overlay as top.qcow2 (qemu) and top.fvd (coblk, written through a
+# sparse delta so that only the overlay's own ranges are written; convert
+# writes whole 4 KiB runs, so the writes are 4 KiB-aligned).
+make_rebase_pair() {
+    qemu-img create -q -f raw base1.raw 16M
+    qemu-io -f raw -c 'write -P 0x11 0 16M' base1.raw >/dev/null
+    cp base1.raw base2.raw
+    qemu-io -f raw -c 'write -P 0x22 2M 1M' -c 'write -z 9M 100k' base2.raw >/dev/null
+    qemu-img create -q -f qcow2 -b base1.raw -F raw top.qcow2
+    qemu-img create -q -f raw delta.raw 16M
+    local w
+    for w in "0x33 $((5 * MiB)) 65536" "0x44 $((2 * MiB + 4096)) 8192" "0x55 $((12 * MiB + 4096)) 12288"; do
+        # shellcheck disable=SC2086
+        set -- $w
+        qemu-io -f qcow2 -c "write -P $1 $2 $3" top.qcow2 >/dev/null
+        qemu-io -f raw -c "write -P $1 $2 $3" delta.raw >/dev/null
+    done
+    "$IMG" create -q -f fvd -o block_size=4k -b base1.raw -F raw top.fvd
+    "$IMG" convert -n --target-is-zero -f raw -O fvd delta.raw top.fvd
+}
+
+rebase() {
+    make_rebase_pair
+    qemu-img convert -f qcow2 -O raw top.qcow2 before.raw
+    "$IMG" rebase -b base2.raw -F raw top.fvd
+    qemu-img rebase -q -f qcow2 -b base2.raw -F raw top.qcow2
+    "$IMG" info top.fvd | grep -q "backing file: base2.raw" || fail "info: base is not base2.raw"
+    "$IMG" convert -O raw top.fvd after.raw
+    identical before.raw after.raw
+    qemu-img compare -f qcow2 -F raw top.qcow2 after.raw >/dev/null || fail "qemu's rebase differs"
+    "$IMG" rebase -b "" top.fvd
+    "$IMG" info top.fvd | grep -q "backing file" && fail "the base is still there"
+    "$IMG" convert -O raw top.fvd flat.raw
+    identical before.raw flat.raw
+}
+check "rebase (safe, then to no base) keeps the content, as qemu-img rebase does" rebase
+
+commit() {
+    make_rebase_pair
+    qemu-img convert -f qcow2 -O raw top.qcow2 want.raw
+    "$IMG" commit top.fvd | grep -q "Image committed." || fail "commit printed no success"
+    identical want.raw base1.raw
+    "$IMG" convert -O raw top.fvd still.raw
+    identical want.raw still.raw
+}
+check "commit writes the overlay's data into its base" commit
+
 echo "$PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]

@@ -33,6 +33,8 @@ constexpr Command kCommands[] = {
     {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-T CACHE] [-p] [-q] [-s] A B", 2},
     {"check", cmd_check, "check [-f FMT] [-r leaks|all] [--output=human|json] FILENAME", 1},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] FILENAME", kExitFailure},
+    {"rebase", cmd_rebase, "rebase [-f FMT] -b BASE [-F BASE_FMT] [-u] FILENAME", kExitFailure},
+    {"commit", cmd_commit, "commit [-f FMT] FILENAME", kExitFailure},
 };
 
 void print_help()

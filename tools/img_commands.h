@@ -10,5 +10,7 @@ int cmd_convert(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_check(int argc, char** argv);
 int cmd_map(int argc, char** argv);
+int cmd_rebase(int argc, char** argv);
+int cmd_commit(int argc, char** argv);
 
 } // namespace coblk::img

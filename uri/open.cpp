@@ -208,9 +208,8 @@ std::string chain_key(const std::string& name)
     return spec->path;
 }
 
-// The name a base reference stored in `image` stands for: a relative path
-// is relative to the directory of the image (on the same gluster volume for
-// an image there); absolute paths and URIs are taken as they are.
+} // namespace
+
 std::string resolve_base_name(std::string_view image, const std::string& base)
 {
     auto b = uri::parse(base);
@@ -232,6 +231,8 @@ std::string resolve_base_name(std::string_view image, const std::string& base)
     }
     return base;
 }
+
+namespace {
 
 // open_device, for an image that is `chain.size()` levels below the one the
 // caller asked for; `chain` holds the keys of the images above it.

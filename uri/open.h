@@ -33,6 +33,12 @@ Task<Result<std::unique_ptr<Layer>>> open_device(Loop& loop, std::string_view na
 Task<Result<std::unique_ptr<Layer>>> open_protocol(Loop& loop, const uri::Spec& spec,
                                                    const OpenOptions& o);
 
+// The name a base reference `base` stored in `image` stands for: a relative
+// path is relative to the directory of the image (on the same gluster
+// volume for an image there); absolute paths and URIs are as they are.
+// Any thread.
+std::string resolve_base_name(std::string_view image, const std::string& base);
+
 struct CreateOptions {
     std::string format = "raw";
     uint64_t size = 0;
