@@ -683,10 +683,9 @@ Task<int> FvdLayer::allocating_write(uint64_t first, uint64_t n, uint64_t off, c
     if (r < 0) {
         // The blocks stay out of the image, but their chunks may now hold
         // part of this write: never again assume they read as zeros.
-        if (hdr_.compact())
+        if (hdr_.compact() && zero_from_chunk_ != UINT64_MAX)
             for (uint64_t ch = chunk_of_block(first); ch <= chunk_of_block(last); ch++)
-                zero_from_chunk_ = std::max<uint64_t>(zero_from_chunk_ == UINT64_MAX
-                                                          ? 0 : zero_from_chunk_,
+                zero_from_chunk_ = std::max<uint64_t>(zero_from_chunk_,
                                                       uint64_t(fresh_table_[ch]) + 1);
         co_return r;
     }
@@ -801,15 +800,22 @@ Task<int> FvdLayer::write_header()
 Task<int> FvdLayer::write_back(const fvd::Bitmap& bitmap, const std::vector<uint32_t>& table,
                                bool clean)
 {
-    const auto& bits = bitmap.bytes();
-    int r = co_await write_region(*child_, hdr_.bitmap_offset, hdr_.bitmap_size, bits.data(),
-                                  bits.size());
-    if (r == 0 && hdr_.compact()) {
+    // The table first, durably: a bit must never reach the disk before the
+    // table entry of its chunk does (the journal that would supply the
+    // entry is about to be retired).
+    int r = 0;
+    if (hdr_.compact()) {
         std::vector<uint8_t> t(hdr_.table_size, 0xFF);
         for (size_t i = 0; i < table.size(); i++)
             put_le32(t.data() + 4 * i, table[i]);
         r = co_await child_->pwrite(hdr_.table_offset, t.data(), t.size());
+        if (r == 0)
+            r = co_await child_->flush();
     }
+    const auto& bits = bitmap.bytes();
+    if (r == 0)
+        r = co_await write_region(*child_, hdr_.bitmap_offset, hdr_.bitmap_size, bits.data(),
+                                  bits.size());
     if (r == 0)
         r = co_await child_->flush();
     if (r < 0)
