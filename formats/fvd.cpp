@@ -46,11 +46,6 @@ std::vector<iovec> iov_slice(const iovec* iov, int iovcnt, uint64_t skip, uint64
     return out;
 }
 
-uint32_t get_le32(const uint8_t* p)
-{
-    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
-
 void put_le32(uint8_t* p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
@@ -233,65 +228,37 @@ Task<Result<void>> FvdLayer::load(bool read_only, const FvdBaseOpener* opener)
         co_return make_error(EINVAL, "FVD bitmap: bits are set past the last block ({})",
                              hdr_.blocks());
 
-    // Table: every entry unallocated or a distinct physical chunk.
-    fvd::Bitmap owned(hdr_.compact() ? hdr_.chunks() : 0);
+    // Table, then the journal's updates on top of bitmap and table.
     if (hdr_.compact()) {
         if (int r = co_await read_region(c, hdr_.table_offset, fvd::table_bytes(hdr_), buf);
             r < 0)
             co_return make_error(-r, "cannot read the FVD table: {}", std::strerror(-r));
-        durable_table_.resize(hdr_.chunks());
-        for (uint64_t i = 0; i < hdr_.chunks(); i++) {
-            uint32_t p = get_le32(buf.data() + 4 * i);
-            durable_table_[i] = p;
-            if (p == fvd::kUnallocated)
-                continue;
-            if (p >= hdr_.chunks())
-                co_return make_error(EINVAL, "FVD table: chunk {} maps to physical chunk {}, "
-                                     "past the last one ({})", i, p, hdr_.chunks() - 1);
-            if (owned.test(p))
-                co_return make_error(EINVAL, "FVD table: chunk {} maps to physical chunk {}, "
-                                     "which another chunk already uses", i, p);
-            owned.set(p);
-        }
+        auto t = fvd::decode_table(buf, hdr_);
+        if (!t)
+            co_return t.error();
+        durable_table_ = std::move(t).value();
     }
-
-    // Journal: replay what the in-place metadata does not have yet.
     if (int r = co_await read_region(c, hdr_.journal_offset, hdr_.journal_size, buf); r < 0)
         co_return make_error(-r, "cannot read the FVD journal: {}", std::strerror(-r));
     auto rep = fvd::replay_journal(buf, hdr_);
     if (!rep)
         co_return rep.error();
-    for (const fvd::Entry& e : rep->entries) {
-        if (e.type == fvd::Entry::kBitmapRun) {
-            durable_.set_range(e.b, e.a);
-            continue;
-        }
-        uint32_t& slot = durable_table_[e.b];
-        if (slot == e.a)
-            continue;
-        if (slot != fvd::kUnallocated)
-            co_return make_error(EINVAL, "FVD journal: chunk {} maps to physical chunk {} but "
-                                 "the table says {}", e.b, e.a, slot);
-        if (owned.test(e.a))
-            co_return make_error(EINVAL, "FVD journal: chunk {} maps to physical chunk {}, "
-                                 "which another chunk already uses", e.b, e.a);
-        owned.set(e.a);
-        slot = e.a;
-    }
+    if (auto r = fvd::apply_journal(*rep, durable_, durable_table_, hdr_); !r)
+        co_return r.error();
     replayed_ = rep->records;
     journal_pos_ = rep->end;
     journal_seq_ = rep->next_sequence;
 
-    // Every block in the image needs a chunk to be in.
+    // Leaked physical chunks (below the highest in use, named by no entry)
+    // are reused first, lowest first.
     if (hdr_.compact()) {
-        for (uint64_t b = 0; b < hdr_.blocks(); b++)
-            if (durable_.test(b) && durable_table_[chunk_of_block(b)] == fvd::kUnallocated)
-                co_return make_error(EINVAL, "FVD bitmap: block {} is in the image but its "
-                                     "chunk {} has no table entry", b, chunk_of_block(b));
+        fvd::Bitmap owned(hdr_.chunks());
         uint64_t used_end = 0;
         for (uint32_t p : durable_table_)
-            if (p != fvd::kUnallocated)
+            if (p != fvd::kUnallocated) {
+                owned.set(p);
                 used_end = std::max<uint64_t>(used_end, uint64_t(p) + 1);
+            }
         for (uint64_t p = used_end; p-- > 0;)
             if (!owned.test(p))
                 free_chunks_.push_back(uint32_t(p));

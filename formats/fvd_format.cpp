@@ -399,6 +399,66 @@ Result<Replay> replay_journal(std::span<const uint8_t> j, const Header& h)
     return out;
 }
 
+Result<std::vector<uint32_t>> decode_table(std::span<const uint8_t> bytes, const Header& h)
+{
+    if (!h.compact())
+        return std::vector<uint32_t>{};
+    if (bytes.size() < table_bytes(h))
+        return make_error(EINVAL, "FVD table: {} bytes where {} chunks need {}", bytes.size(),
+                          h.chunks(), table_bytes(h));
+    std::vector<uint32_t> table(h.chunks());
+    Bitmap owned(h.chunks());
+    for (uint64_t i = 0; i < h.chunks(); i++) {
+        uint32_t p = get<uint32_t>(bytes.data() + 4 * i);
+        table[i] = p;
+        if (p == kUnallocated)
+            continue;
+        if (p >= h.chunks())
+            return make_error(EINVAL, "FVD table: chunk {} maps to physical chunk {}, past the "
+                              "last one ({})", i, p, h.chunks() - 1);
+        if (owned.test(p))
+            return make_error(EINVAL, "FVD table: chunk {} maps to physical chunk {}, which "
+                              "another chunk already uses", i, p);
+        owned.set(p);
+    }
+    return table;
+}
+
+Result<void> apply_journal(const Replay& rep, Bitmap& bitmap, std::vector<uint32_t>& table,
+                           const Header& h)
+{
+    Bitmap owned(h.compact() ? h.chunks() : 0);
+    for (uint32_t p : table)
+        if (p != kUnallocated)
+            owned.set(p);
+    for (const Entry& e : rep.entries) {
+        if (e.type == Entry::kBitmapRun) {
+            bitmap.set_range(e.b, e.a);
+            continue;
+        }
+        uint32_t& slot = table[e.b];
+        if (slot == e.a)
+            continue;
+        if (slot != kUnallocated)
+            return make_error(EINVAL, "FVD journal: chunk {} maps to physical chunk {} but the "
+                              "table says {}", e.b, e.a, slot);
+        if (owned.test(e.a))
+            return make_error(EINVAL, "FVD journal: chunk {} maps to physical chunk {}, which "
+                              "another chunk already uses", e.b, e.a);
+        owned.set(e.a);
+        slot = e.a;
+    }
+    if (h.compact()) {
+        unsigned per_chunk = unsigned(std::countr_zero(h.chunk_size) -
+                                      std::countr_zero(h.block_size));
+        for (uint64_t b = 0; b < h.blocks(); b++)
+            if (bitmap.test(b) && table[b >> per_chunk] == kUnallocated)
+                return make_error(EINVAL, "FVD bitmap: block {} is in the image but its chunk "
+                                  "{} has no table entry", b, b >> per_chunk);
+    }
+    return {};
+}
+
 std::vector<Entry> block_runs(std::vector<uint64_t> blocks)
 {
     std::sort(blocks.begin(), blocks.end());

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/result.h"
+#include "formats/fvd_bitmap.h"
 
 namespace coblk::fvd {
 
@@ -113,6 +114,17 @@ struct Replay {
 // a valid later one behind it is corruption. Checks every entry against the
 // header's geometry. Fails naming the record and entry.
 Result<Replay> replay_journal(std::span<const uint8_t> journal, const Header& h);
+
+// Parses the table region: every entry unallocated or a distinct physical
+// chunk below the number of chunks. Fails naming the chunk.
+Result<std::vector<uint32_t>> decode_table(std::span<const uint8_t> bytes, const Header& h);
+
+// Applies replayed journal entries to the bitmap and table read from the
+// image, refusing a table entry that contradicts the table or maps two
+// chunks to one place; then checks that every block in the image lies in
+// an allocated chunk. Fails naming the block or chunk.
+Result<void> apply_journal(const Replay& rep, Bitmap& bitmap, std::vector<uint32_t>& table,
+                           const Header& h);
 
 // Turns a list of block numbers into bitmap runs (sorted, merged).
 std::vector<Entry> block_runs(std::vector<uint64_t> blocks);
