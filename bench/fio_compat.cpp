@@ -28,7 +28,7 @@ constexpr std::string_view kEngineOptions[] = {
     "cgroup_weight", "uid", "gid", "profile", "disk_util", "scramble_buffers",
     "refill_buffers", "zero_buffers", "buffer_pattern", "buffer_compress_percentage",
     "buffer_compress_chunk", "dedupe_percentage", "dedupe_mode",
-    "dedupe_working_set_percentage", "dedupe_global", "blockalign", "ba", "bs_unaligned",
+    "dedupe_working_set_percentage", "dedupe_global", "bs_unaligned",
     "blocksize_unaligned", "file_service_type", "openfiles", "end_fsync", "fsync_on_close",
 };
 

@@ -41,6 +41,8 @@ string_view canonical(string_view key)
         return "rw";
     if (key == "blocksize")
         return "bs";
+    if (key == "ba")
+        return "blockalign";
     if (key == "fileoffset")
         return "offset";
     if (key == "timeout")
@@ -337,6 +339,16 @@ Result<void> apply_option(JobSpec& job, string_view key_in, const std::optional<
         if (*n > (uint64_t(1) << 30))
             return value_error(where, key_in, *v, "the block size must be at most 1G");
         job.bs = *n;
+    } else if (key == "blockalign") {
+        auto v = need();
+        if (!v)
+            return v.error();
+        auto n = parse_bytes(where, key_in, *v);
+        if (!n)
+            return n.error();
+        if (*n > (uint64_t(1) << 30))
+            return value_error(where, key_in, *v, "the alignment must be at most 1G");
+        job.blockalign = *n;
     } else if (key == "iodepth" || key == "numjobs" || key == "fsync") {
         auto v = need();
         if (!v)
@@ -459,6 +471,9 @@ Result<void> check_job(const JobSpec& job)
     if (job.time_based && job.runtime_ns == 0)
         return make_error(EINVAL, "job '{}': time_based needs runtime= (how long to run)",
                           job.name);
+    if (job.blockalign && (job.blockalign < job.bs || job.blockalign % job.bs))
+        return make_error(EINVAL, "job '{}': blockalign={} must be a multiple of bs={} (requests "
+                          "may not overlap)", job.name, job.blockalign, job.bs);
     if (job.verify && job.bs < 32)
         return make_error(EINVAL, "job '{}': verify=crc32c needs bs of at least 32 bytes (the "
                           "verify header), not {}", job.name, job.bs);

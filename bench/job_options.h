@@ -52,6 +52,7 @@ struct JobSpec {
     Rw rw = Rw::Read;
     unsigned rwmixread = 50;
     uint64_t bs = 4096;
+    uint64_t blockalign = 0;        // random offsets at multiples of this; 0: bs
     unsigned iodepth = 1;
     unsigned numjobs = 1;
     std::optional<uint64_t> size;   // per job; default: the target's size less offset

@@ -44,6 +44,7 @@ struct JobCtx {
     int fixed_dir = kRead;
     uint64_t mix_read = 50;          // reads per 100 requests of a mixed job
     uint64_t base = 0, nblocks = 0, bs = 0;
+    uint64_t stride = 0;   // bytes between block starts: blockalign or bs
     uint64_t seq_next[2] = {0, 0};   // position in each direction's stream
     Prng rng;
     // Random jobs visit every block once per pass (fio's random map), in
@@ -254,7 +255,7 @@ Task<void> worker(JobCtx& c, Worker& w)
         } else {
             blk = pick_block(c, d);
         }
-        uint64_t off = c.base + blk * bs;
+        uint64_t off = c.base + blk * c.stride;
         if (c.verify && d == kWrite)
             fill_verify_block(w.buf, bs, off, ++c.write_seq);
         uint64_t t0 = now_ns();
@@ -435,6 +436,7 @@ void run_job(const PreparedJob& job, unsigned clone, uint64_t epoch_ns, JobProgr
     c.progress = &progress;
     c.base = s.offset;
     c.bs = s.bs;
+    c.stride = s.blockalign ? s.blockalign : s.bs;
     c.nblocks = job.nblocks;
     c.epoch = epoch_ns;
     uint64_t seed = s.randseed ? *s.randseed

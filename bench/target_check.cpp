@@ -107,8 +107,11 @@ Result<void> check_against_target(PreparedJob& job, uint64_t target_size, uint32
     if (s.offset % align)
         return make_error(EINVAL, "{}: not a multiple of the request alignment of {} ({} "
                           "bytes)", said(s, "offset", s.offset), what, align);
-    job.nblocks = size / s.bs;
-    job.size = job.nblocks * s.bs;
+    // Each block is a slot of blockalign bytes (bs when not given) holding
+    // one request of bs bytes at its start.
+    uint64_t stride = s.blockalign ? s.blockalign : s.bs;
+    job.nblocks = (size - s.bs) / stride + 1;
+    job.size = (job.nblocks - 1) * stride + s.bs;
     if (s.verify && job.nblocks <= s.iodepth)
         return make_error(EINVAL, "job '{}': verify=crc32c needs more blocks than iodepth "
                           "(size/bs = {}, iodepth={}), so that no two requests share a block",

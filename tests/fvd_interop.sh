@@ -145,6 +145,22 @@ verify_workload() {
 }
 check "coblk-bench randrw --verify=crc32c on an FVD overlay" verify_workload
 
+first_writes() {
+    # --ba=64k: one 4 KiB write at the start of each 64 KiB block, each
+    # block once: every write is a first write, and every block ends up in
+    # the image.
+    "$IMG" create -q -f fvd empty.fvd 32M
+    "$BENCH" --name=alloc --filename=empty.fvd --rw=randwrite --bs=4k --ba=64k --iodepth=32 \
+        --direct=1 --output-format=json >alloc.json || fail "coblk-bench: $(cat alloc.json)"
+    python3 - <<'EOF2' || fail "not one write per block"
+import json
+j = json.load(open("alloc.json"))["jobs"][0]
+assert j["write"]["total_ios"] == 512, j["write"]["total_ios"]
+EOF2
+    "$IMG" info empty.fvd | grep -q "blocks-in-image: 512" || fail "info: $("$IMG" info empty.fvd)"
+}
+check "coblk-bench --ba=64k writes each FVD block once" first_writes
+
 damaged() {
     "$IMG" create -q -f fvd small.fvd 8M
     # Two chunks claiming physical chunk 0: table entries 0 and 1 = 0.
