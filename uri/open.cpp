@@ -281,8 +281,9 @@ Task<LayerResult> open_in_chain(Loop& loop, std::string_view name, const OpenOpt
         }
         std::string image(name);
         chain.push_back(chain_key(image));
-        FvdBaseOpener opener = [&loop, &chain, image](std::string base,
-                                                      std::string base_format)
+        std::string cache = o.cache;
+        FvdBaseOpener opener = [&loop, &chain, image, cache](std::string base,
+                                                             std::string base_format)
             -> Task<LayerResult> {
             std::string resolved = resolve_base_name(image, base);
             if (chain.size() >= kMaxChainDepth)
@@ -293,9 +294,12 @@ Task<LayerResult> open_in_chain(Loop& loop, std::string_view name, const OpenOpt
                 if (k == key)
                     co_return make_error(ELOOP, "the base chain loops: '{}' is already in it",
                                          resolved);
+            // The base is read with the image's cache mode, as QEMU's
+            // backing files inherit it.
             OpenOptions bo;
             bo.read_only = true;
             bo.format = base_format;
+            bo.cache = cache;
             co_return co_await open_in_chain(loop, resolved, bo, chain);
         };
         FvdOptions fo = *fvd_opts;
