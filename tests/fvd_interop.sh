@@ -19,10 +19,16 @@ for tool in qemu-img qemu-io python3 dd losetup; do
 done
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/var/tmp}/coblk-fvd.XXXXXX")
-LOOP_DEV=""
+# Checks run in subshells: the loop device they attach is noted in this
+# file, so that the exit trap detaches it whatever happened.
+LOOP_NOTE=$SCRATCH/loop-device
 cleanup() {
-    if [[ -n $LOOP_DEV && $(losetup -n -O BACK-FILE "$LOOP_DEV" 2>/dev/null) == "$SCRATCH/disk" ]]; then
-        losetup -d "$LOOP_DEV" || true
+    local dev
+    if [[ -f $LOOP_NOTE ]]; then
+        dev=$(cat "$LOOP_NOTE")
+        if [[ $(losetup -n -O BACK-FILE "$dev" 2>/dev/null) == "$SCRATCH/disk"* ]]; then
+            losetup -d "$dev" || true
+        fi
     fi
     rm -rf "$SCRATCH"
 }
@@ -123,7 +129,8 @@ check "raw -> fvd -> raw through coblk-img, compared by qemu-img" round_trip
 loop_device() {
     [[ $(id -u) -eq 0 ]] || fail "needs root for losetup"
     truncate -s 80M disk
-    LOOP_DEV=$(losetup --find --show disk)
+    LOOP_DEV=$(losetup --find --show "$SCRATCH/disk")
+    echo "$LOOP_DEV" >"$LOOP_NOTE"
     make_base_and_qcow2
     "$IMG" create -q -f fvd -b "$SCRATCH/base.raw" -F raw "$LOOP_DEV" 64M
     "$IMG" convert -n -f raw -O fvd full.raw "$LOOP_DEV"
@@ -131,7 +138,7 @@ loop_device() {
     "$IMG" convert -O raw "$LOOP_DEV" out.raw
     identical full.raw out.raw
     losetup -d "$LOOP_DEV"
-    LOOP_DEV=""
+    rm -f "$LOOP_NOTE"
 }
 check "compact FVD on a loop device" loop_device
 

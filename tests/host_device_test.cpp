@@ -15,6 +15,8 @@
 #include "backends/file.h"
 #include "engine/loop.h"
 #include "tests/helpers.h"
+#include "tests/workload.h"
+#include "uri/open.h"
 
 using namespace coblk;
 using namespace coblk::test;
@@ -213,4 +215,40 @@ TEST_CASE("host_device: opening a regular file fails clearly", "[host_device]")
     REQUIRE_FALSE(missing.ok());
     CHECK(missing.error().code == ENOENT);
     CHECK_THAT(missing.error().message, Contains(dir.file("nope")));
+}
+
+TEST_CASE("host_device: an FVD image on a loop device reads back a random workload",
+          "[host_device]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    LoopDevice dev(dir);
+    // A base file with a pattern over half of the image.
+    const uint64_t size = 40 << 20;
+    std::string base = dir.file("base.raw");
+    auto data = pattern(size / 2, 31);
+    write_file(base, data.data(), data.size(), 0, true);
+    std::vector<unsigned char> model(size, 0);
+    std::memcpy(model.data(), data.data(), data.size());
+
+    CreateOptions c;
+    c.format = "fvd";
+    c.size = size;
+    c.options = {{"backing_file", base}, {"block_size", "16k"}, {"chunk_size", "256k"},
+                 {"journal_size", "32k"}};
+    must(sync_wait(L, create_image(L, dev.dev(), c)));
+    for (const char* cache : {"none", "writeback"}) {
+        INFO(cache);
+        OpenOptions o;
+        o.cache = cache;
+        auto l = must(sync_wait(L, open_device(L, dev.dev(), o)));
+        REQUIRE(std::string(l->kind()) == "fvd");
+        check_all(L, *l, model);
+        random_workload(L, *l, model, cache[0], 40, 12);
+        close_layer(L, *l);
+    }
+    auto l = must(sync_wait(L, open_device(L, dev.dev(), OpenOptions{})));
+    check_all(L, *l, model);
+    close_layer(L, *l);
 }
