@@ -583,3 +583,52 @@ TEST_CASE("fvd: prefetch copies the whole base and the image then stands alone",
     check_all(L, *r, model);
     close_layer(L, *r);
 }
+
+TEST_CASE("fvd: space a crash leaked is found at open, reused, and given back", "[fvd]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    std::string img = dir.file("leak.fvd");
+    create_ok(L, img, fvd_opts(16 << 20, {{"chunk_size", "1m"}}));
+    OpenOptions shared;
+    shared.options = {{"locking", "off"}};
+    auto l = open_ok(L, img, shared);
+    auto data = pattern(4096, 3);
+    // Chunk 0 flushed; chunks for 5 MiB and 9 MiB written but never flushed.
+    REQUIRE(sync_pwrite(L, *l, 0, data.data(), 4096, kReqFua) == 0);
+    REQUIRE(sync_pwrite(L, *l, 9 << 20, data.data(), 4096) == 0);
+    REQUIRE(sync_pwrite(L, *l, 5 << 20, data.data(), 4096) == 0);
+    uint64_t data_offset = as_fvd(*l).header().data_offset;
+    // What a crash now leaves: the file holds three chunks, the metadata one.
+    REQUIRE(file_size(img) > off_t(data_offset + (2 << 20)));
+    {
+        auto after = open_ok(L, img, shared);
+        FvdLayer& f = as_fvd(*after);
+        CHECK(f.chunks_allocated() == 1);
+        CHECK(f.unused_tail_bytes() == uint64_t(file_size(img)) - data_offset - (1 << 20));
+        REQUIRE(sync_wait(L, f.release_unused_tail()) == 0);
+        CHECK(file_size(img) == off_t(data_offset + (1 << 20)));
+        auto zero = layer_read(L, *after, 9 << 20, 4096);
+        CHECK_ZEROS(zero.data(), 4096, 9 << 20);
+        close_layer(L, *after);
+    }
+    // The first device is gone with the "crash": drop it without closing.
+    l.release();
+    // A chunk in the middle that no entry names is reused by the next write.
+    auto hb = read_file(img, 0, 4096);
+    auto h = must(fvd::decode_header(hb, file_size(img), true));
+    uint32_t moved = 2;   // chunk 0 now at physical 2: physical 0 and 1 are free
+    write_file(img, &moved, 4, off_t(h.table_offset));
+    auto bytes = read_file(img, off_t(data_offset), 4096);
+    write_file(img, bytes.data(), 4096, off_t(data_offset + (2 << 20)));
+    off_t before = file_size(img);
+    auto re = open_ok(L, img);
+    CHECK(as_fvd(*re).chunks_free_at_open() == 2);
+    REQUIRE(sync_pwrite(L, *re, 3 << 20, data.data(), 4096) == 0);
+    auto got = layer_read(L, *re, 0, 4096);
+    CHECK_BYTES(got.data(), data.data(), 4096, 0);
+    close_layer(L, *re);
+    // The write went into physical chunk 0: the file did not grow.
+    CHECK(file_size(img) == before);
+}
