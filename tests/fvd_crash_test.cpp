@@ -19,119 +19,13 @@
 #include "formats/fvd.h"
 #include "tests/fault_layer.h"
 #include "tests/helpers.h"
+#include "tests/crash_workload.h"
 #include "uri/open.h"
 
 using namespace coblk;
 using namespace coblk::test;
 
 namespace {
-
-constexpr uint64_t kSector = 512;
-
-uint64_t hash_sector(const unsigned char* p)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < kSector; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
-// What the device may hold after a crash. Writes since the last completed
-// flush may each be lost or kept (the fault layer decides write by write),
-// so a byte may hold its value at that flush or the value of any write to
-// it since. Sectors are first checked against the values they passed
-// through (fast), then byte by byte.
-struct Model {
-    struct Write {
-        uint64_t off = 0;
-        std::vector<unsigned char> data;
-    };
-    std::vector<unsigned char> bytes;     // what the guest sees now
-    std::vector<unsigned char> settled;   // at the last completed flush
-    std::vector<Write> unflushed;
-    std::vector<std::vector<uint64_t>> allowed;
-
-    explicit Model(std::vector<unsigned char> initial) : bytes(std::move(initial))
-    {
-        allowed.resize(bytes.size() / kSector);
-        settle();
-    }
-    // A flush completed: only the current values remain possible.
-    void settle()
-    {
-        settled = bytes;
-        unflushed.clear();
-        for (size_t s = 0; s < allowed.size(); s++)
-            allowed[s].assign(1, hash_sector(bytes.data() + s * kSector));
-    }
-    // A write (maybe) happened; `durable` when it completed with FUA.
-    void wrote(uint64_t off, const unsigned char* data, uint64_t len, bool durable)
-    {
-        if (data)
-            std::memcpy(bytes.data() + off, data, len);
-        else
-            std::memset(bytes.data() + off, 0, len);
-        if (durable)
-            std::memcpy(settled.data() + off, bytes.data() + off, len);
-        else
-            unflushed.push_back({off, std::vector<unsigned char>(bytes.begin() + off,
-                                                                 bytes.begin() + off + len)});
-        for (uint64_t s = off / kSector; s <= (off + len - 1) / kSector; s++) {
-            uint64_t h = hash_sector(bytes.data() + s * kSector);
-            if (durable)
-                allowed[s].assign(1, h);
-            else if (std::find(allowed[s].begin(), allowed[s].end(), h) == allowed[s].end())
-                allowed[s].push_back(h);
-        }
-    }
-    // The first byte of sector `s` of `got` that no write could explain, or
-    // -1.
-    long bad_byte(size_t s, const unsigned char* got) const
-    {
-        uint64_t h = hash_sector(got);
-        if (std::find(allowed[s].begin(), allowed[s].end(), h) != allowed[s].end())
-            return -1;
-        for (uint64_t x = s * kSector; x < (s + 1) * kSector; x++) {
-            unsigned char v = got[x - s * kSector];
-            if (v == settled[x])
-                continue;
-            bool ok = false;
-            for (const Write& w : unflushed)
-                if (x >= w.off && x < w.off + w.data.size() && w.data[x - w.off] == v) {
-                    ok = true;
-                    break;
-                }
-            if (!ok)
-                return long(x);
-        }
-        return -1;
-    }
-};
-
-struct Req {
-    enum Kind { Read, Write, Zero } kind = Read;
-    uint64_t off = 0, len = 0;
-    unsigned flags = 0;
-    std::vector<unsigned char> buf;
-    int result = 1;
-};
-
-Task<void> run_req(Layer& l, Req& r)
-{
-    switch (r.kind) {
-    case Req::Read: r.result = co_await l.pread(r.off, r.buf.data(), r.len); break;
-    case Req::Write: r.result = co_await l.pwrite(r.off, r.buf.data(), r.len, r.flags); break;
-    case Req::Zero: r.result = co_await l.write_zeroes(r.off, r.len, r.flags); break;
-    }
-}
-
-Task<void> run_all(std::vector<Task<void>>& reqs)
-{
-    TaskGroup g;
-    for (auto& t : reqs)
-        g.spawn(std::move(t));
-    co_await g.join();
-}
 
 struct Shape {
     bool compact = true;
@@ -196,97 +90,15 @@ struct Outcome {
     bool crashed = false;
 };
 
-// Runs the seeded workload on `l` until it ends or the fault layer crashes,
-// keeping `m` up to date.
-void workload(Loop& L, Layer& l, FaultLayer& fault, Model& m, uint32_t seed, int batches)
-{
-    std::mt19937_64 rng(seed);
-    for (int bi = 0; bi < batches && !fault.crashed(); bi++) {
-        int kind = int(rng() % 10);
-        if (kind == 0) {   // a flush, alone
-            int r = sync_wait(L, l.flush());
-            if (r == 0)
-                m.settle();
-            else
-                REQUIRE(fault.crashed());
-            continue;
-        }
-        bool fua_batch = kind == 1;   // one FUA write, alone
-        std::vector<Req> reqs(fua_batch ? 1 : size_t(1 + rng() % 6));
-        std::vector<std::pair<uint64_t, uint64_t>> taken;
-        for (auto& r : reqs) {
-            int k = int(rng() % 10);
-            r.kind = fua_batch ? Req::Write : k < 3 ? Req::Read : k < 9 ? Req::Write : Req::Zero;
-            if (fua_batch)
-                r.flags = kReqFua;
-            for (int attempt = 0; attempt < 20 && r.len == 0; attempt++) {
-                uint64_t len = 1 + rng() % (40 * 1024);
-                if (rng() % 2)
-                    len = (len + 511) / 512 * 512;
-                uint64_t off = rng() % (kSize - len + 1);
-                if (rng() % 2)
-                    off = off / 512 * 512;
-                bool clash = false;
-                for (auto [a, b] : taken)   // disjoint in sectors
-                    clash |= off / kSector <= (b - 1) / kSector &&
-                             a / kSector <= (off + len - 1) / kSector;
-                if (!clash) {
-                    r.off = off;
-                    r.len = len;
-                    taken.emplace_back(off, off + len);
-                }
-            }
-            if (r.len == 0) {
-                r.kind = Req::Read;
-                r.off = 0;
-                r.len = 512;
-            }
-            if (r.kind == Req::Write)
-                r.buf = pattern(r.len, uint32_t(rng()), r.off);
-            else if (r.kind == Req::Read)
-                r.buf.assign(r.len, 0xEE);
-        }
-        std::vector<Task<void>> tasks;
-        for (auto& r : reqs)
-            tasks.push_back(run_req(l, r));
-        sync_wait(L, run_all(tasks));
-        for (auto& r : reqs) {
-            INFO("seed " << seed << " batch " << bi << " kind " << r.kind << " off " << r.off
-                         << " len " << r.len << " result " << r.result);
-            if (r.result != 0) {
-                // Only the crash may fail requests; a failed write may
-                // still have landed in part.
-                REQUIRE(fault.crashed());
-                if (r.kind != Req::Read)
-                    m.wrote(r.off, r.kind == Req::Write ? r.buf.data() : nullptr, r.len, false);
-                continue;
-            }
-            if (r.kind == Req::Read)
-                CHECK_BYTES(r.buf.data(), m.bytes.data() + r.off, r.len, r.off);
-            else
-                m.wrote(r.off, r.kind == Req::Write ? r.buf.data() : nullptr, r.len,
-                        r.flags & kReqFua);
-        }
-    }
-}
-
-// Reopens the image after a crash and checks every sector against `m`.
-void verify_after_crash(Loop& L, const std::string& store, const Model& m, uint32_t seed)
+// Reopens the image after a crash and checks every byte against `m`.
+void verify_after_crash(Loop& L, const std::string& store, const CrashModel& m, uint32_t seed)
 {
     auto r = sync_wait(L, open_device(L, store, OpenOptions{}));
     if (!r.ok())
         FAIL("seed " << seed << ": the image does not open after the crash: "
                      << r.error().message);
     auto l = std::move(r).value();
-    auto got = layer_read(L, *l, 0, kSize);
-    size_t bad = 0;
-    for (size_t s = 0; s < m.allowed.size(); s++) {
-        long x = m.bad_byte(s, got.data() + s * kSector);
-        if (x >= 0 && bad++ == 0)
-            UNSCOPED_INFO("seed " << seed << ": byte " << x << " holds "
-                                  << int(got[size_t(x)]) << ", a value no write put there");
-    }
-    CHECK(bad == 0);
+    CHECK(verify_against(L, *l, m, seed) == 0);
     // The image keeps working: a write, a flush, a clean close and reopen.
     auto data = pattern(9000, seed);
     REQUIRE(sync_pwrite(L, *l, 12345, data.data(), data.size(), kReqFua) == 0);
@@ -305,7 +117,7 @@ Outcome crash_run(Loop& L, const Shape& sh, uint32_t seed, uint64_t crash_at, do
 {
     std::string store = "memory://fvd-crash";
     auto initial = make_image(L, store, sh);
-    Model m(initial);
+    CrashModel m(initial);
     FaultConfig cfg;
     cfg.seed = seed;
     cfg.close_child = false;
@@ -313,7 +125,9 @@ Outcome crash_run(Loop& L, const Shape& sh, uint32_t seed, uint64_t crash_at, do
     auto l = open_over_fault(L, store, cfg, fault);
     if (crash_at != UINT64_MAX)
         fault->crash_at(crash_at);
-    workload(L, *l, *fault, m, seed, 40);
+    crash_workload(
+        L, *l, m, kSize, seed, 40, [&] { return fault->crashed(); },
+        [&] { return fault->crashed(); });
     Outcome out;
     out.crashed = fault->crashed();
     if (!out.crashed)
