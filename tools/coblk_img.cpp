@@ -31,6 +31,8 @@ constexpr Command kCommands[] = {
      "convert [-f FMT] [-O FMT] [-p] [-n] [-t CACHE] [-T SRC_CACHE] [-o OPTIONS] SRC DST",
      kExitFailure},
     {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-T CACHE] [-p] [-q] [-s] A B", 2},
+    {"snapshot", cmd_snapshot, "snapshot [-l | -c NAME | -d NAME | -a NAME] [-f FMT] FILENAME",
+     kExitFailure},
 };
 
 void print_help()

@@ -8,5 +8,6 @@ int cmd_create(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
+int cmd_snapshot(int argc, char** argv);
 
 } // namespace coblk::img

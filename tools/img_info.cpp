@@ -12,7 +12,7 @@ namespace {
 constexpr const char* kHelp = R"(Usage: coblk-img info [-f FMT] [--output=human|json] [-U] FILENAME
 
 Prints the format, virtual size, allocated size and protocol of an image
-(opened read-only).
+(opened read-only), and its snapshots when the image has any.
 
   -f FMT               image format (default: probe)
   --output=human|json  output style (default: human)
@@ -91,6 +91,7 @@ struct ImageInfo {
     std::string protocol;
     uint64_t virtual_size = 0;
     int64_t allocated = -ENOTSUP;  // bytes, or -errno when unknown
+    std::vector<SnapshotInfo> snapshots;
 };
 
 void print_human(const std::string& filename, const ImageInfo& i)
@@ -103,6 +104,9 @@ void print_human(const std::string& filename, const ImageInfo& i)
     else
         fmt::print("disk size: unavailable\n");
     fmt::print("protocol: {}\n", i.protocol);
+    if (i.snapshots.empty())
+        return;
+    print_snapshot_list(i.snapshots);
 }
 
 void print_json(const std::string& filename, const ImageInfo& i)
@@ -113,6 +117,16 @@ void print_json(const std::string& filename, const ImageInfo& i)
     fmt::print("    \"format\": {},\n", json_string(i.format));
     if (i.allocated >= 0)
         fmt::print("    \"actual-size\": {},\n", i.allocated);
+    if (!i.snapshots.empty()) {
+        fmt::print("    \"snapshots\": [\n");
+        for (size_t k = 0; k < i.snapshots.size(); k++) {
+            const auto& s = i.snapshots[k];
+            fmt::print("        {{\"id\": \"{}\", \"name\": {}, \"vm-state-size\": {}, "
+                       "\"date-sec\": {}}}{}\n", s.id, json_string(s.name), s.size,
+                       s.timestamp, k + 1 < i.snapshots.size() ? "," : "");
+        }
+        fmt::print("    ],\n");
+    }
     fmt::print("    \"protocol\": {}\n", json_string(i.protocol));
     fmt::print("}}\n");
 }
@@ -127,7 +141,10 @@ Task<int> info(Loop& loop, const InfoArgs& a, const OpenOptions& o)
         co_return kExitFailure;
     }
     Layer& layer = **dev;
-    ImageInfo i{layer.kind(), layer.protocol(), layer.size(), layer.allocated_bytes()};
+    ImageInfo i{layer.kind(), layer.protocol(), layer.size(), layer.allocated_bytes(), {}};
+    // A stack without snapshot support simply has none to show.
+    if (auto snaps = co_await layer.snapshot_list(); snaps)
+        i.snapshots = std::move(*snaps);
     co_await layer.close();
     if (a.json)
         print_json(a.filename, i);
