@@ -576,26 +576,39 @@ TEST_CASE("rbd: a frozen OSD fails I/O in bounded time; after it thaws a new ope
     auto loop = make_loop();
     Loop& L = *loop;
     std::string img = image("frozen");
-    create_ok(L, img, 1048576);
+    create_ok(L, img, 16 * 1048576);
+    // librbd's cache would acknowledge a write before it reaches the OSD:
+    // cache=none turns it off (as QEMU does), so both requests below need
+    // the OSD.
     std::string name = rbd_uri(img, "", ":rados_osd_op_timeout=3");
-    auto d = open_ok(L, name);
+    OpenOptions o;
+    o.format = "rbd";
+    o.cache = "none";
+    auto d = must(sync_wait(L, open_device(L, name, o)), "open with cache=none");
     auto p = pattern(4096, 5);
     REQUIRE(sync_pwrite(L, *d, 0, p.data(), p.size()) == 0);
 
     pid_t osd = osd_pid();
-    int r = 0;
-    double took = 0;
+    int w = 0, r = 0;
+    double took_w = 0, took_r = 0;
     {
         Thaw thaw{osd};
         REQUIRE(kill(osd, SIGSTOP) == 0);
         auto t0 = std::chrono::steady_clock::now();
         auto q = pattern(4096, 6);
-        r = sync_pwrite(L, *d, 8192, q.data(), q.size());
-        took = seconds_since(t0);
+        w = sync_pwrite(L, *d, 8 << 20, q.data(), q.size());  // another object
+        took_w = seconds_since(t0);
+        t0 = std::chrono::steady_clock::now();
+        std::vector<unsigned char> back(4096);
+        r = sync_pread(L, *d, 12 << 20, back.data(), back.size());
+        took_r = seconds_since(t0);
     }
+    CHECK(w == -ETIMEDOUT);
+    CHECK(took_w >= 2.5);
+    CHECK(took_w < 30);  // hang guard
     CHECK(r == -ETIMEDOUT);
-    CHECK(took >= 2.5);
-    CHECK(took < 30);  // hang guard
+    CHECK(took_r >= 2.5);
+    CHECK(took_r < 30);  // hang guard
     close_layer(L, *d);
 
     // Thawed: a new open reads and writes again.

@@ -146,8 +146,15 @@ Task<LayerResult> open_backend(Loop& loop, const uri::Spec& spec, const uri::Opt
 #ifdef COBLK_HAVE_RBD
     {
         // Connection options come with the name (rbd:pool/img:key=value);
-        // -o adds to them.
-        auto r = co_await RbdLayer::open(loop, spec.rbd, opts, o.read_only);
+        // -o adds to them. As in QEMU, cache=none turns librbd's cache off
+        // unless the name sets rbd_cache itself.
+        uri::Options rbd_opts = opts;
+        bool named = false;
+        for (const auto& kv : spec.rbd.options)
+            named = named || kv.first == "rbd_cache";
+        if (o.cache == "none" && !named)
+            rbd_opts.emplace_back("rbd_cache", "false");
+        auto r = co_await RbdLayer::open(loop, spec.rbd, rbd_opts, o.read_only);
         co_return upcast(std::move(r));
     }
 #else
