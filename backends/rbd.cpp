@@ -419,18 +419,18 @@ Task<Result<void>> RbdLayer::snapshot_call(const char* what, const std::string& 
     co_return Result<void>{};
 }
 
-Task<Result<void>> RbdLayer::do_snapshot_create(std::string name)
+Task<Result<void>> RbdLayer::do_snapshot_create(const std::string& name)
 {
     co_return co_await snapshot_call("create", name, rbd_snap_create);
 }
 
-Task<Result<void>> RbdLayer::do_snapshot_delete(std::string name)
+Task<Result<void>> RbdLayer::do_snapshot_delete(const std::string& name)
 {
     co_return co_await snapshot_call("delete", name, rbd_snap_remove);
 }
 
 // Rolls the image back to the snapshot; its size becomes the snapshot's.
-Task<Result<void>> RbdLayer::do_snapshot_revert(std::string name)
+Task<Result<void>> RbdLayer::do_snapshot_revert(const std::string& name)
 {
     auto r = co_await snapshot_call("revert to", name, rbd_snap_rollback);
     if (!r)

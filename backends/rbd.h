@@ -57,9 +57,9 @@ protected:
     Task<int> do_truncate(uint64_t size) override;
     Task<void> do_close() override;
     Task<Result<std::vector<SnapshotInfo>>> do_snapshot_list() override;
-    Task<Result<void>> do_snapshot_create(std::string name) override;
-    Task<Result<void>> do_snapshot_delete(std::string name) override;
-    Task<Result<void>> do_snapshot_revert(std::string name) override;
+    Task<Result<void>> do_snapshot_create(const std::string& name) override;
+    Task<Result<void>> do_snapshot_delete(const std::string& name) override;
+    Task<Result<void>> do_snapshot_revert(const std::string& name) override;
 
 private:
     RbdLayer(Loop& loop, RbdConnRef conn, rados_ioctx_t io, rbd_image_t image, std::string name);

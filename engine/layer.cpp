@@ -142,19 +142,19 @@ Task<Result<std::vector<SnapshotInfo>>> Layer::do_snapshot_list()
     co_return make_error(ENOTSUP, "the {} layer has no snapshots", protocol());
 }
 
-Task<Result<void>> Layer::do_snapshot_create(std::string name)
+Task<Result<void>> Layer::do_snapshot_create(const std::string& name)
 {
     co_return make_error(ENOTSUP, "cannot create snapshot '{}': the {} layer has no snapshots",
                          name, protocol());
 }
 
-Task<Result<void>> Layer::do_snapshot_delete(std::string name)
+Task<Result<void>> Layer::do_snapshot_delete(const std::string& name)
 {
     co_return make_error(ENOTSUP, "cannot delete snapshot '{}': the {} layer has no snapshots",
                          name, protocol());
 }
 
-Task<Result<void>> Layer::do_snapshot_revert(std::string name)
+Task<Result<void>> Layer::do_snapshot_revert(const std::string& name)
 {
     co_return make_error(ENOTSUP, "cannot revert to snapshot '{}': the {} layer has no "
                          "snapshots", name, protocol());

@@ -122,11 +122,12 @@ protected:
     // Releases resources once nothing is in flight.
     virtual Task<void> do_close() = 0;
     // Snapshot operations; the defaults fail with ENOTSUP. `name` is never
-    // empty.
+    // empty and outlives the call (a reference, not a copy: g++ 12 and
+    // temporaries in co_await expressions).
     virtual Task<Result<std::vector<SnapshotInfo>>> do_snapshot_list();
-    virtual Task<Result<void>> do_snapshot_create(std::string name);
-    virtual Task<Result<void>> do_snapshot_delete(std::string name);
-    virtual Task<Result<void>> do_snapshot_revert(std::string name);
+    virtual Task<Result<void>> do_snapshot_create(const std::string& name);
+    virtual Task<Result<void>> do_snapshot_delete(const std::string& name);
+    virtual Task<Result<void>> do_snapshot_revert(const std::string& name);
 
     uint64_t size_ = 0;
     Limits limits_;

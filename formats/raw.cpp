@@ -115,19 +115,19 @@ Task<Result<std::vector<SnapshotInfo>>> RawLayer::do_snapshot_list()
     co_return co_await child_->snapshot_list();
 }
 
-Task<Result<void>> RawLayer::do_snapshot_create(std::string name)
+Task<Result<void>> RawLayer::do_snapshot_create(const std::string& name)
 {
     co_return co_await child_->snapshot_create(name);
 }
 
-Task<Result<void>> RawLayer::do_snapshot_delete(std::string name)
+Task<Result<void>> RawLayer::do_snapshot_delete(const std::string& name)
 {
     co_return co_await child_->snapshot_delete(name);
 }
 
 // Reverting may change the child's size: a raw layer without a window
 // follows it.
-Task<Result<void>> RawLayer::do_snapshot_revert(std::string name)
+Task<Result<void>> RawLayer::do_snapshot_revert(const std::string& name)
 {
     auto r = co_await child_->snapshot_revert(name);
     if (r && !window_)

@@ -278,18 +278,18 @@ protected:
         calls.push_back("list");
         co_return snaps;
     }
-    Task<Result<void>> do_snapshot_create(std::string name) override
+    Task<Result<void>> do_snapshot_create(const std::string& name) override
     {
         calls.push_back("create " + name);
         snaps.push_back(SnapshotInfo{name, snaps.size() + 1, size_, 1700000000});
         co_return Result<void>{};
     }
-    Task<Result<void>> do_snapshot_delete(std::string name) override
+    Task<Result<void>> do_snapshot_delete(const std::string& name) override
     {
         calls.push_back("delete " + name);
         co_return Result<void>{};
     }
-    Task<Result<void>> do_snapshot_revert(std::string name) override
+    Task<Result<void>> do_snapshot_revert(const std::string& name) override
     {
         calls.push_back("revert " + name);
         for (const auto& s : snaps)
