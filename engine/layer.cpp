@@ -86,6 +86,80 @@ Task<void> Layer::close()
 
 Task<int> Layer::do_truncate(uint64_t) { co_return -ENOTSUP; }
 
+Task<Result<std::vector<SnapshotInfo>>> Layer::snapshot_list()
+{
+    if (closed_)
+        co_return make_error(EBADF, "cannot list the snapshots of a closed {} layer", kind());
+    inflight_.add();
+    auto r = co_await do_snapshot_list();
+    inflight_.done();
+    co_return r;
+}
+
+// The gate of create, delete and revert: refused after close, on a
+// read-only layer and for an empty name; counted in flight like a request.
+Task<Result<void>> Layer::snapshot_change(SnapOp op, std::string_view name)
+{
+    const char* what = op == SnapOp::Create ? "create" : op == SnapOp::Delete ? "delete"
+                                                                               : "revert to";
+    if (closed_)
+        co_return make_error(EBADF, "cannot {} snapshot '{}': the {} layer is closed", what,
+                             name, kind());
+    if (read_only_)
+        co_return make_error(EROFS, "cannot {} snapshot '{}': the {} layer is read-only", what,
+                             name, kind());
+    if (name.empty())
+        co_return make_error(EINVAL, "cannot {} a snapshot with an empty name", what);
+    std::string n(name);
+    inflight_.add();
+    Result<void> r;
+    switch (op) {
+    case SnapOp::Create: r = co_await do_snapshot_create(n); break;
+    case SnapOp::Delete: r = co_await do_snapshot_delete(n); break;
+    case SnapOp::Revert: r = co_await do_snapshot_revert(n); break;
+    }
+    inflight_.done();
+    co_return r;
+}
+
+Task<Result<void>> Layer::snapshot_create(std::string_view name)
+{
+    co_return co_await snapshot_change(SnapOp::Create, name);
+}
+
+Task<Result<void>> Layer::snapshot_delete(std::string_view name)
+{
+    co_return co_await snapshot_change(SnapOp::Delete, name);
+}
+
+Task<Result<void>> Layer::snapshot_revert(std::string_view name)
+{
+    co_return co_await snapshot_change(SnapOp::Revert, name);
+}
+
+Task<Result<std::vector<SnapshotInfo>>> Layer::do_snapshot_list()
+{
+    co_return make_error(ENOTSUP, "the {} layer has no snapshots", protocol());
+}
+
+Task<Result<void>> Layer::do_snapshot_create(const std::string& name)
+{
+    co_return make_error(ENOTSUP, "cannot create snapshot '{}': the {} layer has no snapshots",
+                         name, protocol());
+}
+
+Task<Result<void>> Layer::do_snapshot_delete(const std::string& name)
+{
+    co_return make_error(ENOTSUP, "cannot delete snapshot '{}': the {} layer has no snapshots",
+                         name, protocol());
+}
+
+Task<Result<void>> Layer::do_snapshot_revert(const std::string& name)
+{
+    co_return make_error(ENOTSUP, "cannot revert to snapshot '{}': the {} layer has no "
+                         "snapshots", name, protocol());
+}
+
 Task<int> Layer::do_block_status(uint64_t off, uint64_t len, Extent* out)
 {
     out->len = off < size_ ? std::min(len, size_ - off) : len;

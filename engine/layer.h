@@ -13,7 +13,10 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "engine/result.h"
 #include "engine/sync.h"
 #include "engine/task.h"
 
@@ -42,6 +45,14 @@ struct Extent {
     bool zero = false;    // reads as zeros
 };
 
+// One snapshot of an image, as snapshot_list() reports it.
+struct SnapshotInfo {
+    std::string name;
+    uint64_t id = 0;          // the backend's snapshot id
+    uint64_t size = 0;        // the image's size when the snapshot was taken
+    int64_t timestamp = 0;    // creation time, seconds since the epoch; 0 if unknown
+};
+
 class Layer {
 public:
     virtual ~Layer() = default;
@@ -65,6 +76,17 @@ public:
     // Status of the extent starting at `off`, looking at most `len` bytes
     // ahead. 0 or -errno.
     Task<int> block_status(uint64_t off, uint64_t len, Extent* out);
+    // Snapshots (control path, as qemu-img snapshot): list them, create,
+    // delete, or revert the image to one. A format layer that keeps no
+    // snapshots of its own forwards these to its child. They fail with
+    // EBADF after close, EROFS on a read-only layer (all but list) and
+    // ENOTSUP where the stack has no snapshot support; the message names
+    // the layer and the snapshot. Loop thread.
+    Task<Result<std::vector<SnapshotInfo>>> snapshot_list();
+    Task<Result<void>> snapshot_create(std::string_view name);
+    Task<Result<void>> snapshot_delete(std::string_view name);
+    Task<Result<void>> snapshot_revert(std::string_view name);
+
     // Waits for every request in flight, then releases the layer and its
     // children. Requests issued afterwards fail with -EBADF. Idempotent.
     Task<void> close();
@@ -99,6 +121,13 @@ protected:
     virtual Task<int> do_block_status(uint64_t off, uint64_t len, Extent* out);
     // Releases resources once nothing is in flight.
     virtual Task<void> do_close() = 0;
+    // Snapshot operations; the defaults fail with ENOTSUP. `name` is never
+    // empty and outlives the call (a reference, not a copy: g++ 12 and
+    // temporaries in co_await expressions).
+    virtual Task<Result<std::vector<SnapshotInfo>>> do_snapshot_list();
+    virtual Task<Result<void>> do_snapshot_create(const std::string& name);
+    virtual Task<Result<void>> do_snapshot_delete(const std::string& name);
+    virtual Task<Result<void>> do_snapshot_revert(const std::string& name);
 
     uint64_t size_ = 0;
     Limits limits_;
@@ -108,6 +137,9 @@ protected:
     bool growable_ = false;
 
 private:
+    enum class SnapOp { Create, Delete, Revert };
+    Task<Result<void>> snapshot_change(SnapOp op, std::string_view name);
+
     WaitGroup inflight_;
     bool closed_ = false;
 };

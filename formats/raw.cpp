@@ -109,4 +109,30 @@ Task<int> RawLayer::do_block_status(uint64_t off, uint64_t len, Extent* out)
 
 Task<void> RawLayer::do_close() { co_await child_->close(); }
 
+// raw keeps no snapshots of its own: these are the child's.
+Task<Result<std::vector<SnapshotInfo>>> RawLayer::do_snapshot_list()
+{
+    co_return co_await child_->snapshot_list();
+}
+
+Task<Result<void>> RawLayer::do_snapshot_create(const std::string& name)
+{
+    co_return co_await child_->snapshot_create(name);
+}
+
+Task<Result<void>> RawLayer::do_snapshot_delete(const std::string& name)
+{
+    co_return co_await child_->snapshot_delete(name);
+}
+
+// Reverting may change the child's size: a raw layer without a window
+// follows it.
+Task<Result<void>> RawLayer::do_snapshot_revert(const std::string& name)
+{
+    auto r = co_await child_->snapshot_revert(name);
+    if (r && !window_)
+        size_ = child_->size() - std::min(child_->size(), offset_);
+    co_return r;
+}
+
 } // namespace coblk

@@ -45,6 +45,10 @@ protected:
     Task<int> do_truncate(uint64_t size) override;
     Task<int> do_block_status(uint64_t off, uint64_t len, Extent* out) override;
     Task<void> do_close() override;
+    Task<Result<std::vector<SnapshotInfo>>> do_snapshot_list() override;
+    Task<Result<void>> do_snapshot_create(const std::string& name) override;
+    Task<Result<void>> do_snapshot_delete(const std::string& name) override;
+    Task<Result<void>> do_snapshot_revert(const std::string& name) override;
 
 private:
     explicit RawLayer(std::unique_ptr<Layer> child) : child_(std::move(child)) {}

@@ -248,3 +248,108 @@ TEST_CASE("raw: block_status is shifted by the window", "[raw]")
     CHECK(e.len <= 4096);
     close_layer(L, *r);
 }
+
+namespace {
+
+// A memory-backed child that keeps a list of snapshot names and records the
+// calls it gets, to see what raw forwards. Reverting sets the size to the
+// one recorded with the snapshot.
+class SnapshotChild : public Layer {
+public:
+    SnapshotChild() { size_ = 65536; }
+    const char* kind() const override { return "snapchild"; }
+    std::vector<std::string> calls;
+    std::vector<SnapshotInfo> snaps;
+
+protected:
+    Task<int> do_preadv(uint64_t, const iovec*, int, unsigned) override { co_return 0; }
+    Task<int> do_pwritev(uint64_t, const iovec*, int, unsigned) override { co_return 0; }
+    Task<int> do_flush() override { co_return 0; }
+    Task<int> do_discard(uint64_t, uint64_t) override { co_return 0; }
+    Task<int> do_write_zeroes(uint64_t, uint64_t, unsigned) override { co_return 0; }
+    Task<int> do_truncate(uint64_t size) override
+    {
+        size_ = size;
+        co_return 0;
+    }
+    Task<void> do_close() override { co_return; }
+    Task<Result<std::vector<SnapshotInfo>>> do_snapshot_list() override
+    {
+        calls.push_back("list");
+        co_return snaps;
+    }
+    Task<Result<void>> do_snapshot_create(const std::string& name) override
+    {
+        calls.push_back("create " + name);
+        snaps.push_back(SnapshotInfo{name, snaps.size() + 1, size_, 1700000000});
+        co_return Result<void>{};
+    }
+    Task<Result<void>> do_snapshot_delete(const std::string& name) override
+    {
+        calls.push_back("delete " + name);
+        co_return Result<void>{};
+    }
+    Task<Result<void>> do_snapshot_revert(const std::string& name) override
+    {
+        calls.push_back("revert " + name);
+        for (const auto& s : snaps)
+            if (s.name == name) {
+                size_ = s.size;
+                co_return Result<void>{};
+            }
+        co_return make_error(ENOENT, "no snapshot '{}'", name);
+    }
+};
+
+} // namespace
+
+TEST_CASE("snapshots: a layer without them says ENOTSUP; the gate refuses bad calls",
+          "[raw]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    auto r = raw_over(mem("64K"), 0, std::nullopt, false);
+    auto list = sync_wait(L, r->snapshot_list());
+    REQUIRE_FALSE(list.ok());
+    CHECK(list.error().code == ENOTSUP);
+    CHECK_THAT(list.error().message, Contains("memory"));
+    auto c = sync_wait(L, r->snapshot_create("s1"));
+    REQUIRE_FALSE(c.ok());
+    CHECK(c.error().code == ENOTSUP);
+    CHECK_THAT(c.error().message, Contains("s1"));
+    CHECK(sync_wait(L, r->snapshot_create("")).error().code == EINVAL);
+    close_layer(L, *r);
+    CHECK(sync_wait(L, r->snapshot_list()).error().code == EBADF);
+    CHECK(sync_wait(L, r->snapshot_delete("s1")).error().code == EBADF);
+
+    auto ro = must(MemoryLayer::open({{"size", "64K"}}, true), "MemoryLayer::open");
+    auto d = sync_wait(L, ro->snapshot_revert("s1"));
+    REQUIRE_FALSE(d.ok());
+    CHECK(d.error().code == EROFS);
+    CHECK_THAT(d.error().message, Contains("s1"));
+    close_layer(L, *ro);
+}
+
+TEST_CASE("snapshots: raw forwards them to its child and follows a revert's size", "[raw]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    auto child = std::make_unique<SnapshotChild>();
+    SnapshotChild& c = *child;
+    auto r = raw_over(std::move(child), 0, std::nullopt, false);
+    must(sync_wait(L, r->snapshot_create("one")), "create");
+    REQUIRE(sync_wait(L, r->truncate(131072)) == 0);
+    CHECK(r->size() == 131072);
+    auto list = must(sync_wait(L, r->snapshot_list()), "list");
+    REQUIRE(list.size() == 1);
+    CHECK(list[0].name == "one");
+    CHECK(list[0].size == 65536);
+    must(sync_wait(L, r->snapshot_revert("one")), "revert");
+    CHECK(r->size() == 65536);
+    auto missing = sync_wait(L, r->snapshot_revert("two"));
+    CHECK(missing.error().code == ENOENT);
+    must(sync_wait(L, r->snapshot_delete("one")), "delete");
+    CHECK(c.calls == std::vector<std::string>{"create one", "list", "revert one", "revert two",
+                                              "delete one"});
+    close_layer(L, *r);
+}

@@ -282,6 +282,18 @@ TEST_CASE("rbd names", "[uri]")
         CHECK(s.rbd.snap == "sn\\ap");
         CHECK(s.rbd.options == opts({{"key", "a:b=c"}}));
     }
+    SECTION("any other lower-case key is left for librados to judge") {
+        Spec s = parse_ok("rbd:p/i:fsid=x:foo_bar=1:rbd-cache=false");
+        CHECK(s.rbd.options == opts({{"fsid", "x"}, {"foo_bar", "1"}, {"rbd-cache", "false"}}));
+    }
+    SECTION("namespace, snapshot and options with escapes together") {
+        Spec s = parse_ok("rbd:p\\@1/n\\:s/im\\/g@s\\:1:conf=/a\\:b/c.conf:id=x");
+        CHECK(s.rbd.pool == "p@1");
+        CHECK(s.rbd.ns == "n:s");
+        CHECK(s.rbd.image == "im/g");
+        CHECK(s.rbd.snap == "s:1");
+        CHECK(s.rbd.options == opts({{"conf", "/a:b/c.conf"}, {"id", "x"}}));
+    }
     SECTION("value with '=' and empty non-required value") {
         Spec s = parse_ok("rbd:p/i:key=abc==:rbd_cache=");
         CHECK(s.rbd.options == opts({{"key", "abc=="}, {"rbd_cache", ""}}));
@@ -333,9 +345,11 @@ TEST_CASE("malformed names are rejected with a precise message", "[uri]")
         {"gluster://h/vol/img%zz", "bad percent escape '%zz'"},
         // rbd
         {"rbd:pool/img@snap@x", "more than one '@' in 'pool/img@snap@x'"},
-        {"rbd:pool/img:foo=bar", "unknown rbd option 'foo'"},
-        {"rbd:pool/img:rbd_=1", "unknown rbd option 'rbd_'"},
-        {"rbd:pool/img:rbd_Cache=1", "unknown rbd option 'rbd_Cache'"},
+        {"rbd:pool/img:rbd_Cache=1", "invalid rbd option name 'rbd_Cache'"},
+        {"rbd:pool/img:a/b=1", "invalid rbd option name 'a/b'"},
+        {"rbd:pool/img:a\\:b=1", "invalid rbd option name 'a:b'"},
+        {"rbd:pool/ns/img@", "empty snapshot name"},
+        {"rbd:pool/ns/", "empty image name"},
         {"rbd:/img", "empty pool name"},
         {"rbd:", "missing pool and image"},
         {"rbd:pool/", "empty image name"},

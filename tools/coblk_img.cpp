@@ -35,6 +35,8 @@ constexpr Command kCommands[] = {
     {"map", cmd_map, "map [-f FMT] [--output=human|json] FILENAME", kExitFailure},
     {"rebase", cmd_rebase, "rebase [-f FMT] -b BASE [-F BASE_FMT] [-u] FILENAME", kExitFailure},
     {"commit", cmd_commit, "commit [-f FMT] FILENAME", kExitFailure},
+    {"snapshot", cmd_snapshot, "snapshot [-l | -c NAME | -d NAME | -a NAME] [-f FMT] FILENAME",
+     kExitFailure},
 };
 
 void print_help()

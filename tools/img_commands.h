@@ -12,5 +12,6 @@ int cmd_check(int argc, char** argv);
 int cmd_map(int argc, char** argv);
 int cmd_rebase(int argc, char** argv);
 int cmd_commit(int argc, char** argv);
+int cmd_snapshot(int argc, char** argv);
 
 } // namespace coblk::img

@@ -1,6 +1,7 @@
 #include "tools/img_common.h"
 
 #include <cstring>
+#include <ctime>
 
 #include <fmt/format.h>
 
@@ -117,6 +118,24 @@ std::string human_size(uint64_t bytes)
         unit++;
     }
     return fmt::format("{:.3g} {}", value, kUnits[unit]);
+}
+
+void print_snapshot_list(const std::vector<SnapshotInfo>& snaps)
+{
+    fmt::print("Snapshot list:\n");
+    fmt::print("{:<10}{:<20}{:>12} {}\n", "ID", "TAG", "SIZE", "DATE");
+    for (const auto& s : snaps) {
+        std::string date = "-";
+        if (s.timestamp > 0) {
+            time_t t = time_t(s.timestamp);
+            tm local{};
+            localtime_r(&t, &local);
+            char buf[32];
+            strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &local);
+            date = buf;
+        }
+        fmt::print("{:<10}{:<20}{:>12} {}\n", s.id, s.name, human_size(s.size), date);
+    }
 }
 
 Result<OpenOptions> open_options(std::string_view name, std::string format, std::string cache,

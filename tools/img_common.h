@@ -78,6 +78,10 @@ size_t first_difference(const uint8_t* a, const uint8_t* b, size_t len);
 // "1 GiB", "64 MiB", "1.5 KiB", "512 B": at most three significant digits.
 std::string human_size(uint64_t bytes);
 
+// Prints a "Snapshot list:" table (ID, TAG, SIZE, DATE in local time), as
+// qemu-img snapshot -l and info do.
+void print_snapshot_list(const std::vector<SnapshotInfo>& snaps);
+
 // Options for opening `name` with qemu-img style flags: `format` empty to
 // probe, `cache` empty for the default; `force_share` (-U) turns off the
 // file lock of a local file. Fails when `name` is not a valid URI.

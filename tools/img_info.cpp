@@ -13,7 +13,7 @@ namespace {
 constexpr const char* kHelp = R"(Usage: coblk-img info [-f FMT] [--output=human|json] [-U] FILENAME
 
 Prints the format, virtual size, allocated size and protocol of an image
-(opened read-only).
+(opened read-only), and its snapshots when the image has any.
 
   -f FMT               image format (default: probe)
   --output=human|json  output style (default: human)
@@ -85,6 +85,7 @@ struct ImageInfo {
         bool bare = false;
     };
     std::vector<Field> specific;
+    std::vector<SnapshotInfo> snapshots;
 };
 
 // What info shows of an FVD image: its geometry, features, journal and how
@@ -144,6 +145,9 @@ void print_human(const std::string& filename, const ImageInfo& i)
         for (const auto& f : i.specific)
             fmt::print("    {}: {}\n", f.name, f.value);
     }
+    if (i.snapshots.empty())
+        return;
+    print_snapshot_list(i.snapshots);
 }
 
 void print_json(const std::string& filename, const ImageInfo& i)
@@ -168,6 +172,16 @@ void print_json(const std::string& filename, const ImageInfo& i)
         }
         fmt::print("    }},\n");
     }
+    if (!i.snapshots.empty()) {
+        fmt::print("    \"snapshots\": [\n");
+        for (size_t k = 0; k < i.snapshots.size(); k++) {
+            const auto& s = i.snapshots[k];
+            fmt::print("        {{\"id\": \"{}\", \"name\": {}, \"vm-state-size\": {}, "
+                       "\"date-sec\": {}}}{}\n", s.id, json_string(s.name), s.size,
+                       s.timestamp, k + 1 < i.snapshots.size() ? "," : "");
+        }
+        fmt::print("    ],\n");
+    }
     fmt::print("    \"protocol\": {}\n", json_string(i.protocol));
     fmt::print("}}\n");
 }
@@ -185,6 +199,9 @@ Task<int> info(Loop& loop, const InfoArgs& a, const OpenOptions& o)
     ImageInfo i{layer.kind(), layer.protocol(), layer.size(), layer.allocated_bytes()};
     if (auto* f = dynamic_cast<FvdLayer*>(&layer))
         add_fvd_fields(*f, i);
+    // A stack without snapshot support simply has none to show.
+    if (auto snaps = co_await layer.snapshot_list(); snaps)
+        i.snapshots = std::move(*snaps);
     co_await layer.close();
     if (a.json)
         print_json(a.filename, i);

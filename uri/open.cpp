@@ -16,6 +16,9 @@
 #endif
 #include "backends/memory.h"
 #include "backends/null.h"
+#ifdef COBLK_HAVE_RBD
+#include "backends/rbd.h"
+#endif
 #include "engine/blocking.h"
 #include "formats/fvd.h"
 #include "formats/probe.h"
@@ -148,7 +151,23 @@ Task<LayerResult> open_backend(Loop& loop, const uri::Spec& spec, const uri::Opt
         break;
 #endif
     case uri::Protocol::Rbd:
+#ifdef COBLK_HAVE_RBD
+    {
+        // Connection options come with the name (rbd:pool/img:key=value);
+        // -o adds to them. As in QEMU, cache=none turns librbd's cache off
+        // unless the name sets rbd_cache itself.
+        uri::Options rbd_opts = opts;
+        bool named = false;
+        for (const auto& kv : spec.rbd.options)
+            named = named || kv.first == "rbd_cache";
+        if (o.cache == "none" && !named)
+            rbd_opts.emplace_back("rbd_cache", "false");
+        auto r = co_await RbdLayer::open(loop, spec.rbd, rbd_opts, o.read_only);
+        co_return upcast(std::move(r));
+    }
+#else
         break;
+#endif
     }
     co_return make_error(ENOTSUP, "'{}': the {} protocol is not available in this build",
                          spec.text, uri::protocol_name(spec.protocol));
@@ -506,6 +525,18 @@ Task<Result<void>> create_image(Loop& loop, std::string_view name, const CreateO
                                                 falloc);
         if (!gl)
             co_return gl.error();
+        co_return Result<void>{};
+    }
+#endif
+#ifdef COBLK_HAVE_RBD
+    if (spec->protocol == uri::Protocol::Rbd) {
+        if (falloc)
+            co_return make_error(EINVAL, "cannot create '{}': preallocation=falloc is not "
+                                 "supported on rbd", name);
+        uri::Options none;
+        auto rb = co_await RbdLayer::create(loop, spec->rbd, none, o.size);
+        if (!rb)
+            co_return rb.error();
         co_return Result<void>{};
     }
 #endif

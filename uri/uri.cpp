@@ -55,11 +55,10 @@ constexpr std::array<string_view, 3> kNullKeys{"size", "latency-ns", "read-zeroe
 constexpr std::array<string_view, 2> kMemoryKeys{"size", "name"};
 constexpr std::array<string_view, 7> kGlusterKeys{
     "transport", "socket", "log-level", "log-file", "ping-timeout", "connect-timeout", "debug"};
-constexpr std::array<string_view, 11> kRbdKeys{
-    "conf", "id", "user", "name", "keyring", "key", "mon_host", "auth_supported",
-    "client_mount_timeout", "rados_osd_op_timeout", "rados_mon_op_timeout"};
-constexpr std::array<string_view, 10> kRbdPrefixes{
-    "rbd_", "rados_", "client_", "ms_", "debug_", "log_", "objecter_", "auth_", "mon_", "osd_"};
+// The rbd keys coblk itself reads; every other key goes to librados
+// (rados_conf_set), which names the ones it does not know at open.
+constexpr std::array<string_view, 8> kRbdKeys{
+    "conf", "id", "user", "name", "keyring", "key", "mon_host", "auth_supported"};
 
 // A problem found inside a name; in_context() adds the input and the form.
 template <typename... Args>
@@ -572,19 +571,14 @@ Result<void> rbd_name(string_view name, RbdSpec& rbd)
     return {};
 }
 
-// True for the known rbd keys and for [a-z0-9_] names longer than one of the
-// librados option prefixes they start with.
+// True for a name librados could know: [a-z0-9_-] (Ceph spells its
+// options in lower case; '-' stands for '_').
 bool rbd_key_allowed(string_view key)
 {
-    if (contains(kRbdKeys, key))
-        return true;
     for (char c : key)
-        if (!is_lower(c) && !is_digit(c) && c != '_')
+        if (!is_lower(c) && !is_digit(c) && c != '_' && c != '-')
             return false;
-    for (string_view prefix : kRbdPrefixes)
-        if (key.size() > prefix.size() && key.starts_with(prefix))
-            return true;
-    return false;
+    return true;
 }
 
 // Parses one "key=value" field of an rbd name and appends it to `options`.
@@ -600,9 +594,9 @@ Result<void> rbd_option(string_view field, Options& options)
     if (key.empty())
         return problem("empty option name in '{}'", field);
     if (!rbd_key_allowed(key))
-        return problem("unknown rbd option '{}' (known options: {}; other librados options "
-                       "must be [a-z0-9_] names starting with {})",
-                       key, fmt::join(kRbdKeys, ", "), fmt::join(kRbdPrefixes, ", "));
+        return problem("invalid rbd option name '{}' (coblk reads {}; any other key is a "
+                       "librados option, spelt in [a-z0-9_])",
+                       key, fmt::join(kRbdKeys, ", "));
     if (value.empty() && (key == "conf" || key == "id" || key == "keyring"))
         return problem("option '{}' has an empty value", key);
     options.emplace_back(std::move(key), std::move(value));
