@@ -1,5 +1,7 @@
 #include "backends/fd_layer.h"
 
+#include <fcntl.h>
+
 #include "engine/blocking.h"
 
 #include <unistd.h>
@@ -53,16 +55,34 @@ FdLayer::FdLayer(Loop& loop, int fd, std::string path, bool direct, uint32_t ali
     limits_.max_transfer = 0;
 }
 
+namespace {
+
+// Drops the whole-file lock before the fd goes: io_uring may hold a
+// reference to the open file a little longer (until the ring frees its last
+// request on that file, with DEFER_TASKRUN at the next io_uring_enter), and
+// an OFD lock lives as long as the open file does. Without this, reopening
+// an image right after closing it could find it "locked by another user".
+void unlock_and_close(int fd)
+{
+    struct flock fl {};
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fcntl(fd, F_OFD_SETLK, &fl);   // harmless when no lock was taken
+    ::close(fd);
+}
+
+} // namespace
+
 FdLayer::~FdLayer()
 {
     if (fd_ >= 0)
-        ::close(fd_);
+        unlock_and_close(fd_);
 }
 
 Task<void> FdLayer::do_close()
 {
     if (fd_ >= 0)
-        ::close(fd_);
+        unlock_and_close(fd_);
     fd_ = -1;
     co_return;
 }

@@ -879,3 +879,25 @@ TEST_CASE("file: limits and accounting", "[file]")
     CHECK(f->allocated_bytes() < (1 << 20));  // sparse: less than the size
     close_layer(L, *f);
 }
+
+TEST_CASE("file: an image closed after I/O reopens at once, its lock gone", "[file]")
+{
+    // io_uring may keep the open file alive a little after close(); the
+    // layer drops its lock explicitly, so a reopen never finds it taken.
+    auto loop = make_loop();
+    Loop& L = *loop;
+    ScratchDir dir;
+    std::string path = dir.file("reopen.img");
+    make_sparse_file(path, 1 << 20);
+    auto data = pattern(4096, 6);
+    for (int i = 0; i < 2000; i++) {
+        INFO("round " << i);
+        FileOpenOptions o;
+        o.cache = i % 2 ? CacheMode::None : CacheMode::Writeback;
+        auto f = must(FileLayer::open(L, path, o), "FileLayer::open");
+        REQUIRE(sync_pwrite(L, *f, uint64_t(i % 16) * 4096, data.data(), 4096) == 0);
+        auto back = layer_read(L, *f, uint64_t(i % 16) * 4096, 4096);
+        REQUIRE(sync_wait(L, f->flush()) == 0);
+        close_layer(L, *f);
+    }
+}

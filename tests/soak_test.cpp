@@ -6,7 +6,8 @@
 // the image is reopened without faults, every byte is checked against what
 // the guest may see, and the image must keep working. Prints requests done,
 // faults injected, crashes survived and bytes verified; any mismatch fails.
-// COBLK_SOAK_SEED sets the first seed (each cycle uses the next).
+// COBLK_SOAK_SEED sets the first seed (each cycle uses the next);
+// COBLK_SOAK_CYCLES=N runs N cycles whatever the time.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -133,6 +134,8 @@ void cycle(Loop& L, const ScratchDir& dir, uint32_t seed, Totals& t)
     if (!fvd)
         o.format = "raw";
     auto again = sync_wait(L, open_device(L, name, o));
+    if (!again.ok() && std::getenv("COBLK_SOAK_DEBUG"))
+        std::system(("ls -l /proc/" + std::to_string(getpid()) + "/fd").c_str());
     if (!again.ok())
         FAIL("the image does not open after the crash: " << again.error().message);
     CHECK(verify_against(L, **again, m, seed) == 0);
@@ -158,8 +161,10 @@ TEST_CASE("soak: mixed workloads over injected faults and crashes, every byte ve
     uint64_t seconds = env_number("COBLK_SOAK_SECONDS", 60);
     uint32_t seed = uint32_t(env_number("COBLK_SOAK_SEED", 1));
     Totals t;
+    // COBLK_SOAK_CYCLES=N runs exactly N cycles instead (to replay a seed).
+    uint64_t cycles = env_number("COBLK_SOAK_CYCLES", 0);
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (std::chrono::steady_clock::now() < end)
+    for (uint64_t n = 0; cycles ? n < cycles : std::chrono::steady_clock::now() < end; n++)
         cycle(L, dir, seed++, t);
     MemoryLayer::drop("soak");
     std::printf("soak: %llu s, %llu cycles, %llu requests (%llu failed by injected faults), "
