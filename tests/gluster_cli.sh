@@ -29,8 +29,8 @@ URI=${COBLK_GLUSTER_URI%/}
 PREFIX=coblk-cli-$$
 BRICK=$("$COBLK_GLUSTER_CTL" brick-dir)
 SCRATCH=$(mktemp -d "${TMPDIR:-/var/tmp}/coblk-gluster-cli.XXXXXX")
-OUT=$SCRATCH/out
-ERR=$SCRATCH/err
+OUT_FILE=$SCRATCH/out
+ERR_FILE=$SCRATCH/err
 cleanup() {
     rm -rf "$SCRATCH"
     rm -f "$BRICK/$PREFIX"-* # the test's images, straight from the brick
@@ -38,36 +38,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-fail() {
-    echo "    FAIL: $*" >&2
-    exit 1
-}
-# run_expect RC CMD ARGS...: stdout in $OUT, stderr in $ERR; fails unless CMD exits with RC.
-run_expect() {
-    local want=$1
-    shift
-    local rc=0
-    "$@" >"$OUT" 2>"$ERR" || rc=$?
-    if [[ $rc -ne $want ]]; then
-        echo "    command: $*" >&2
-        sed 's/^/    stdout: /' "$OUT" | head -40 >&2
-        sed 's/^/    stderr: /' "$ERR" | head -40 >&2
-        fail "exit status $rc, expected $want"
-    fi
-}
-stderr_has() {
-    grep -qF -- "$1" "$ERR" || { sed 's/^/    stderr: /' "$ERR" >&2; fail "stderr lacks '$1'"; }
-}
-json_check() {
-    python3 - "$OUT" "$@" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1]))
-for expr in sys.argv[2:]:
-    if not eval(expr):
-        print(f"    FAIL: JSON check failed: {expr}", file=sys.stderr)
-        sys.exit(1)
-PY
-}
+# shellcheck source=tests/check_lib.sh
+source "$(dirname "$0")/check_lib.sh"
 
 # create and info, checked against qemu-img info (another client of the volume).
 check_1() {
@@ -98,7 +70,7 @@ check_2() {
     # The comparison can fail: one byte differs in the image on the volume.
     printf 'X' | dd of="$BRICK/$PREFIX-b.img" bs=1 seek=$((3 << 20)) conv=notrunc status=none
     run_expect 1 "$IMG" compare "$src" "$u"
-    grep -qF "offset $((3 << 20))" "$OUT" || { cat "$OUT" >&2; fail "compare does not name offset $((3 << 20))"; }
+    grep -qF "offset $((3 << 20))" "$OUT_FILE" || { cat "$OUT_FILE" >&2; fail "compare does not name offset $((3 << 20))"; }
 }
 
 # convert -n: onto an existing image (kept, overwritten), refused onto a missing one.
