@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # coblk-bench next to fio's gfapi_async engine and `qemu-img bench` on one
-# image of a GlusterFS volume: 4 KiB randread and randwrite at iodepth 1 and
-# 32, the three tools alternating within each round, ROUNDS rounds; prints
-# every round, then per workload the medians (requests per second) and the
+# image of a GlusterFS volume: 4 KiB reads and writes at iodepth 1 and 32,
+# the tools alternating within each round, ROUNDS rounds; prints every
+# round, then per workload the medians (requests per second) and the
 # coblk/peer ratios.
 #
-# usage: bench/gluster_vs_fio.sh [BUILD_DIR [ROUNDS [RUNTIME_S]]]
-#   defaults: build, 5 rounds, 8 s per run
+# usage: bench/gluster_vs_fio.sh [BUILD_DIR [ROUNDS [RUNTIME_S [MODE]]]]
+#   defaults: build, 5 rounds, 8 s per run, MODE all
+#   MODE random:     coblk-bench and fio, randread and randwrite
+#   MODE sequential: coblk-bench and qemu-img bench, read and write walking
+#                    the image in 4 KiB steps (qemu-img bench has no random
+#                    mode, and write-behind merges sequential writes, so
+#                    it is only compared with coblk on the same pattern)
+#   MODE all:        both, alternating within each round
 # Needs root (it starts the test server with tests/services/with-gluster.sh
 # unless COBLK_GLUSTER_URI names a running one), fio and qemu-img with the
 # gluster block driver (qemu-block-extra).
@@ -16,10 +22,8 @@
 #   coblk-bench and fio: their own IOPS over their own runtime (time_based),
 #     which starts after the image is open and ends before it is closed;
 #   qemu-img bench: requests / its own "Run completed in S seconds", which
-#     times only the requests. Its count is set from coblk's IOPS in the same
-#     round so that it also runs about RUNTIME_S. qemu-img bench has no random
-#     mode: it walks the image in 4 KiB steps (-S), which this script gives
-#     it as the nearest thing; fio and coblk-bench run truly random offsets.
+#     times only the requests. Its count is set from coblk's IOPS on the same
+#     pattern in the same round so that it also runs about RUNTIME_S.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -29,6 +33,8 @@ fi
 build=$(realpath "${1:-build}")
 rounds=${2:-5}
 runtime=${3:-8}
+mode=${4:-all}
+case $mode in all | random | sequential) ;; *) echo "gluster_vs_fio: MODE is all, random or sequential, not '$mode'" >&2; exit 2 ;; esac
 bench="$build/bench/coblk-bench"
 img="$build/tools/coblk-img"
 [[ -x $bench && -x $img ]] || { echo "gluster_vs_fio: build $bench and $img first" >&2; exit 2; }
@@ -57,36 +63,58 @@ trap 'rm -rf "$tmp"' EXIT
 # Every block written once, so reads hit data on the brick, not holes.
 "$bench" --name=fill --filename="$image" --rw=write --bs=1M --iodepth=4 >/dev/null
 
-for rw in randread randwrite; do
+# coblk_iops RW DEPTH: coblk-bench's requests per second
+coblk_iops() {
+    "$bench" --name=c --filename="$image" --rw="$1" --bs=4k --iodepth="$2" \
+        --runtime="$runtime" --time_based --output-format=json >"$tmp/c.json"
+    json_iops "$tmp/c.json" "${1#rand}"
+}
+fio_iops() {
+    fio --name=f --ioengine=gfapi_async --volume="$volume" --brick="$host" \
+        --filename="$name" --size=${size_mb}M --rw="$1" --bs=4k --iodepth="$2" \
+        --runtime="$runtime" --time_based --output-format=json >"$tmp/f.json" 2>"$tmp/f.err" ||
+        { cat "$tmp/f.err" >&2; exit 1; }
+    json_iops "$tmp/f.json" "${1#rand}"
+}
+# qemu_iops RW DEPTH COUNT: qemu-img bench's requests per second, from its own time
+qemu_iops() {
+    local w=() out s
+    [[ $1 == write ]] && w=(-w)
+    out=$(qemu-img bench -f raw -t writeback -c "$3" -d "$2" -s 4096 -S 4096 "${w[@]}" \
+        "$image" 2>&1) || { echo "$out" >&2; exit 1; }
+    s=$(sed -n 's/Run completed in \([0-9.]*\) seconds./\1/p' <<<"$out")
+    awk -v n="$3" -v s="$s" 'BEGIN {printf "%.0f", n / s}'
+}
+medians() { # LABEL A_NAME B_NAME A_VALUES B_VALUES
+    local ma mb
+    ma=$(tr ' ' '\n' <<<"$4" | median)
+    mb=$(tr ' ' '\n' <<<"$5" | median)
+    awk -v w="$1" -v an="$2" -v bn="$3" -v a="$ma" -v b="$mb" 'BEGIN {
+        printf "%s median: %s %.0f, %s %.0f req/s; ratio %.3f\n", w, an, a, bn, b, a / b }'
+}
+
+for dir in read write; do
     for depth in 1 32; do
-        c_all=() f_all=() q_all=()
+        cr="" fr="" cs="" qs=""
         for ((i = 1; i <= rounds; i++)); do
-            "$bench" --name=c --filename="$image" --rw=$rw --bs=4k --iodepth=$depth \
-                --runtime=$runtime --time_based --output-format=json >"$tmp/c.json"
-            dir=${rw#rand}
-            c=$(json_iops "$tmp/c.json" "$dir")
-            fio --name=f --ioengine=gfapi_async --volume="$volume" --brick="$host" \
-                --filename="$name" --size=${size_mb}M --rw=$rw --bs=4k --iodepth=$depth \
-                --runtime=$runtime --time_based --output-format=json >"$tmp/f.json" 2>"$tmp/f.err" ||
-                { cat "$tmp/f.err" >&2; exit 1; }
-            f=$(json_iops "$tmp/f.json" "$dir")
-            count=$(awk -v c="$c" -v t="$runtime" 'BEGIN {n = int(c * t); print (n < 2000) ? 2000 : n}')
-            w=()
-            [[ $rw == randwrite ]] && w=(-w)
-            out=$(qemu-img bench -f raw -t writeback -c "$count" -d "$depth" -s 4096 -S 4096 "${w[@]}" \
-                "$image" 2>&1) || { echo "$out" >&2; exit 1; }
-            s=$(sed -n 's/Run completed in \([0-9.]*\) seconds./\1/p' <<<"$out")
-            q=$(awk -v n="$count" -v s="$s" 'BEGIN {printf "%.0f", n / s}')
-            printf '%s qd%-2s round %d: coblk %8.0f  fio %8.0f  qemu-img %8.0f req/s  (load %s)\n' \
-                "$rw" "$depth" "$i" "$c" "$f" "$q" "$(cut -d' ' -f1 /proc/loadavg)"
-            c_all+=("$c") f_all+=("$f") q_all+=("$q")
+            line="$dir qd$depth round $i:"
+            if [[ $mode != sequential ]]; then
+                c=$(coblk_iops "rand$dir" "$depth")
+                f=$(fio_iops "rand$dir" "$depth")
+                cr+=" $c" fr+=" $f"
+                line+=$(printf ' random: coblk %6.0f fio %6.0f;' "$c" "$f")
+            fi
+            if [[ $mode != random ]]; then
+                c=$(coblk_iops "$dir" "$depth")
+                count=$(awk -v c="$c" -v t="$runtime" 'BEGIN {n = int(c * t); print (n < 2000) ? 2000 : n}')
+                q=$(qemu_iops "$dir" "$depth" "$count")
+                cs+=" $c" qs+=" $q"
+                line+=$(printf ' sequential: coblk %6.0f qemu-img %6.0f;' "$c" "$q")
+            fi
+            echo "$line load $(cut -d' ' -f1 /proc/loadavg)"
         done
-        mc=$(printf '%s\n' "${c_all[@]}" | median)
-        mf=$(printf '%s\n' "${f_all[@]}" | median)
-        mq=$(printf '%s\n' "${q_all[@]}" | median)
-        awk -v w="$rw qd$depth" -v c="$mc" -v f="$mf" -v q="$mq" 'BEGIN {
-            printf "%s median: coblk %.0f, fio gfapi_async %.0f, qemu-img %.0f req/s; coblk/fio %.3f, coblk/qemu-img %.3f\n",
-                   w, c, f, q, c / f, c / q }'
+        [[ $mode == sequential ]] || medians "rand$dir qd$depth" coblk "fio gfapi_async" "$cr" "$fr"
+        [[ $mode == random ]] || medians "$dir qd$depth (sequential)" coblk qemu-img "$cs" "$qs"
     done
 done
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"

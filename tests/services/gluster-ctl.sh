@@ -121,7 +121,7 @@ start-glusterd)
         # dup of a client's stderr) would never see EOF. Close all but 0-2 and
         # point those at /dev/null.
         (
-            for f in /proc/$BASHPID/fd/*; do
+            for f in "/proc/$BASHPID"/fd/*; do
                 n=${f##*/}
                 if ((n > 2)); then eval "exec $n>&-"; fi
             done
