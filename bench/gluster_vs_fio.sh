@@ -87,8 +87,8 @@ qemu_iops() {
 }
 medians() { # LABEL A_NAME B_NAME A_VALUES B_VALUES
     local ma mb
-    ma=$(tr ' ' '\n' <<<"$4" | median)
-    mb=$(tr ' ' '\n' <<<"$5" | median)
+    ma=$(tr ' ' '\n' <<<"$4" | grep . | median)
+    mb=$(tr ' ' '\n' <<<"$5" | grep . | median)
     awk -v w="$1" -v an="$2" -v bn="$3" -v a="$ma" -v b="$mb" 'BEGIN {
         printf "%s median: %s %.0f, %s %.0f req/s; ratio %.3f\n", w, an, a, bn, b, a / b }'
 }
