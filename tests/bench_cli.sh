@@ -54,14 +54,7 @@ source "$(dirname "$0")/check_lib.sh"
 run_expect() {
     local want=$1
     shift
-    local rc=0
-    "$BENCH" "$@" >"$OUT" 2>"$ERR" || rc=$?
-    if [[ $rc -ne $want ]]; then
-        echo "    command: coblk-bench $*" >&2
-        sed 's/^/    stdout: /' "$OUT" | head -40 >&2
-        sed 's/^/    stderr: /' "$ERR" >&2
-        fail "exit status $rc, expected $want"
-    fi
+    expect_exit "$want" "$BENCH" "$@"
 }
 
 check_1() {

@@ -10,9 +10,9 @@ fail() {
     exit 1
 }
 
-# run_expect RC CMD...: runs CMD, stdout in $OUT_FILE and stderr in
+# expect_exit RC CMD...: runs CMD, stdout in $OUT_FILE and stderr in
 # $ERR_FILE, and fails unless it exits with RC.
-run_expect() {
+expect_exit() {
     local want=$1
     shift
     local rc=0
@@ -24,6 +24,10 @@ run_expect() {
         fail "exit status $rc, expected $want"
     fi
 }
+
+# run_expect RC CMD...: expect_exit, under the name the scripts use (a script
+# may redefine it, as bench_cli.sh does for coblk-bench's arguments).
+run_expect() { expect_exit "$@"; }
 
 # stderr_has TEXT: the last command printed TEXT (a fixed string) on stderr.
 stderr_has() {
