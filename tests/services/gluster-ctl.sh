@@ -117,9 +117,9 @@ start-glusterd)
     else
         rm -f "$STATE/glusterd.pid" "$SOCK"
         # glusterd keeps every fd it inherits for as long as it runs: a
-        # caller's pipe (a test runner reading a test's output, or libgfapi's
-        # dup of a client's stderr) would never see EOF. Close all but 0-2 and
-        # point those at /dev/null.
+        # caller's pipe (a test runner reading a test's output, reached through
+        # any non-CLOEXEC fd of the test process) would never see EOF. Close
+        # all but 0-2 and point those at /dev/null.
         (
             for f in "/proc/$BASHPID"/fd/*; do
                 n=${f##*/}
