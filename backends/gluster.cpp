@@ -251,26 +251,44 @@ Task<int> GlusterLayer::do_flush()
     co_return r < 0 ? int(r) : 0;
 }
 
+// Runs `call(completion, off, n)` (one async libgfapi call over [off,
+// off+n)) over [*off, *off + *len) in pieces of at most kMaxTransfer,
+// advancing *off and *len past each piece done. A volume that refuses the
+// call (EOPNOTSUPP, ENOSYS) clears *supported and ends the loop with 0,
+// leaving the rest in *off and *len for the caller's fallback. Returns 0 or
+// the first other -errno. Loop thread.
+namespace {
+template <typename Call>
+Task<int> gfapi_chunked(Loop& loop, bool* supported, uint64_t* off, uint64_t* len, Call call)
+{
+    while (*supported && *len > 0) {
+        uint64_t n = std::min(*len, GlusterLayer::kMaxTransfer);
+        off_t pos = off_t(*off);
+        int64_t r = co_await gfapi_call(loop, [&](ForeignCompletion* c) {
+            return call(c, pos, n);
+        });
+        if (r == -EOPNOTSUPP || r == -ENOSYS) {
+            *supported = false;
+            break;
+        }
+        if (r < 0)
+            co_return int(r);
+        *off += n;
+        *len -= n;
+    }
+    co_return 0;
+}
+} // namespace
+
 // Discards through glfs_discard_async; a volume that refuses it makes
 // discard a no-op from then on (discard is advisory). 0 or -errno.
 Task<int> GlusterLayer::do_discard(uint64_t off, uint64_t len)
 {
     glfs_fd_t* fd = fd_;
-    while (discard_ok_ && len > 0) {
-        uint64_t n = std::min(len, kMaxTransfer);
-        int64_t r = co_await gfapi_call(loop_, [&](ForeignCompletion* c) {
-            return glfs_discard_async(fd, off_t(off), size_t(n), gfapi_io_done, c);
-        });
-        if (r == -EOPNOTSUPP || r == -ENOSYS) {
-            discard_ok_ = false;
-            break;
-        }
-        if (r < 0)
-            co_return int(r);
-        off += n;
-        len -= n;
-    }
-    co_return 0;
+    co_return co_await gfapi_chunked(loop_, &discard_ok_, &off, &len,
+                                     [fd](ForeignCompletion* c, off_t pos, uint64_t n) {
+        return glfs_discard_async(fd, pos, size_t(n), gfapi_io_done, c);
+    });
 }
 
 // Zeroes through glfs_zerofill_async, or by writing zero buffers when the
@@ -278,22 +296,11 @@ Task<int> GlusterLayer::do_discard(uint64_t off, uint64_t len)
 Task<int> GlusterLayer::do_write_zeroes(uint64_t off, uint64_t len, unsigned flags)
 {
     glfs_fd_t* fd = fd_;
-    while (zerofill_ok_ && len > 0) {
-        uint64_t n = std::min(len, kMaxTransfer);
-        int64_t r = co_await gfapi_call(loop_, [&](ForeignCompletion* c) {
-            return glfs_zerofill_async(fd, off_t(off), off_t(n), gfapi_io_done, c);
-        });
-        if (r == -EOPNOTSUPP || r == -ENOSYS) {
-            zerofill_ok_ = false;
-            break;
-        }
-        if (r < 0)
-            co_return int(r);
-        off += n;
-        len -= n;
-    }
-    int r = 0;
-    if (len > 0)
+    int r = co_await gfapi_chunked(loop_, &zerofill_ok_, &off, &len,
+                                   [fd](ForeignCompletion* c, off_t pos, uint64_t n) {
+        return glfs_zerofill_async(fd, pos, off_t(n), gfapi_io_done, c);
+    });
+    if (r == 0 && len > 0)
         r = co_await write_zero_buffers(off, len);
     if (r == 0 && (flags & kReqFua))
         r = co_await do_flush();

@@ -1,6 +1,7 @@
 #include "backends/gluster_connection.h"
 
 #include <glusterfs/api/glfs.h>
+#include <netdb.h>
 
 #include <cerrno>
 #include <charconv>
@@ -72,7 +73,26 @@ struct InitRace {
     GlusterConnectOptions opts;
     glfs_t* fs = nullptr;
     const char* stage = "glfs_new";  // the call that failed
+    std::string resolve_error;       // getaddrinfo's message when the host has no address
 };
+
+// Whether `host` has an address, as libgfapi will look it up; on failure
+// fills `why` with the resolver's message. libgfapi reports an unknown host
+// as ENOTCONN, the same as a server that is down. Any thread; may block on
+// DNS (the init thread's watchdog bounds it).
+bool host_resolves(const std::string& host, std::string& why)
+{
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    int e = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+    if (e == 0) {
+        freeaddrinfo(res);
+        return true;
+    }
+    why = e == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(e);
+    return false;
+}
 
 // Creates, configures and initialises a glfs_t for `race->server`. Runs on
 // its own detached thread; may block forever inside glfs_init (frozen
@@ -83,8 +103,13 @@ void init_thread(std::shared_ptr<InitRace> race)
     const uri::GlusterSpec& s = race->server;
     const GlusterConnectOptions& o = race->opts;
     int err = 0;
-    glfs_t* fs = glfs_new(s.volume.c_str());
-    if (!fs) {
+    glfs_t* fs = nullptr;
+    std::string why;
+    if (s.transport != "unix" && !host_resolves(s.host, why)) {
+        err = EHOSTUNREACH;
+        race->stage = "resolving the host";
+        race->resolve_error = why;
+    } else if (!(fs = glfs_new(s.volume.c_str()))) {
         err = errno ? errno : ENOMEM;
     } else {
         const char* host = s.transport == "unix" ? s.socket.c_str() : s.host.c_str();
@@ -293,6 +318,9 @@ Task<Result<GlusterConnRef>> gluster_connect(Loop& loop, const uri::GlusterSpec&
                              "connect timeout of {} ms (glusterd frozen or unreachable?); "
                              "raise it with connect-timeout=SECONDS", desc,
                              o.connect_timeout.count());
+    if (r < 0 && !race->resolve_error.empty())
+        co_return make_error(int(-r), "cannot connect to gluster {}: no address for host '{}': {}",
+                             desc, server.host, race->resolve_error);
     if (r < 0) {
         int e = int(-r);
         const char* hint = "";

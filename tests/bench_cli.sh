@@ -43,44 +43,18 @@ trap 'exit 130' INT TERM HUP
 
 OUT=$SCRATCH/out
 ERR=$SCRATCH/err
-
-fail() {
-    echo "    FAIL: $*" >&2
-    exit 1
-}
+# fail, stderr_has, json_check on the last run's $OUT and $ERR
+OUT_FILE=$OUT
+ERR_FILE=$ERR
+# shellcheck source=tests/check_lib.sh
+source "$(dirname "$0")/check_lib.sh"
 
 # run_expect RC ARGS...: runs coblk-bench with ARGS (stdout in $OUT, stderr
 # in $ERR) and fails unless it exits with RC.
 run_expect() {
     local want=$1
     shift
-    local rc=0
-    "$BENCH" "$@" >"$OUT" 2>"$ERR" || rc=$?
-    if [[ $rc -ne $want ]]; then
-        echo "    command: coblk-bench $*" >&2
-        sed 's/^/    stdout: /' "$OUT" | head -40 >&2
-        sed 's/^/    stderr: /' "$ERR" >&2
-        fail "exit status $rc, expected $want"
-    fi
-}
-
-# stderr_has TEXT: the last run printed TEXT (a fixed string) on stderr.
-stderr_has() {
-    grep -qF -- "$1" "$ERR" || { sed 's/^/    stderr: /' "$ERR" >&2; fail "stderr lacks '$1'"; }
-}
-
-# json_check EXPR...: each python expression holds for the JSON document
-# `d` read from $OUT (e.g. "d['jobs'][0]['read']['iops'] > 0").
-json_check() {
-    python3 - "$OUT" "$@" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1]))
-for expr in sys.argv[2:]:
-    if not eval(expr):
-        print(f"    FAIL: JSON check failed: {expr}", file=sys.stderr)
-        print(json.dumps(d["jobs"][0] if d.get("jobs") else d, indent=1)[:3000], file=sys.stderr)
-        sys.exit(1)
-PY
+    expect_exit "$want" "$BENCH" "$@"
 }
 
 check_1() {

@@ -22,62 +22,15 @@
 #include "engine/sync.h"
 #include "uri/open.h"
 #include "uri/uri.h"
+#include "tests/gluster_helpers.h"
 #include "tests/helpers.h"
 
 using namespace coblk;
 using namespace coblk::test;
+using namespace coblk::test::gluster;
 using Catch::Matchers::Contains;
 
 namespace {
-
-// The volume URI prefix; fails the test when it is not set.
-std::string volume_uri()
-{
-    const char* v = std::getenv("COBLK_GLUSTER_URI");
-    if (!v || !*v)
-        FAIL("COBLK_GLUSTER_URI is not set: run the [gluster] tests under "
-             "tests/services/with-gluster.sh, which starts a GlusterFS volume on 127.0.0.1 "
-             "and sets it (e.g. COBLK_GLUSTER_URI=gluster://127.0.0.1/coblk)");
-    std::string s(v);
-    while (!s.empty() && s.back() == '/')
-        s.pop_back();
-    return s;
-}
-
-// A per-process image name on the volume.
-std::string image_uri(const std::string& name)
-{
-    return fmt::format("{}/coblk-test-{}-{}", volume_uri(), getpid(), name);
-}
-
-// The server and volume of COBLK_GLUSTER_URI.
-uri::GlusterSpec server_spec()
-{
-    auto s = must(uri::parse(volume_uri() + "/x"), "parse COBLK_GLUSTER_URI");
-    REQUIRE(s.protocol == uri::Protocol::Gluster);
-    return s.gluster;
-}
-
-Result<std::unique_ptr<Layer>> try_open(Loop& L, const std::string& name, bool read_only = false)
-{
-    OpenOptions o;
-    o.format = "gluster";  // the bare protocol layer
-    o.read_only = read_only;
-    return sync_wait(L, open_device(L, name, o));
-}
-
-std::unique_ptr<Layer> open_ok(Loop& L, const std::string& name)
-{
-    return must(try_open(L, name), "open_device(" + name + ")");
-}
-
-void create_ok(Loop& L, const std::string& name, uint64_t size)
-{
-    CreateOptions o;
-    o.format = "raw";
-    o.size = size;
-    must(sync_wait(L, create_image(L, name, o)), "create_image(" + name + ")");
-}
 
 int sync_flush(Loop& L, Layer& l) { return sync_wait(L, l.flush()); }
 int sync_discard(Loop& L, Layer& l, uint64_t off, uint64_t len)
@@ -104,6 +57,21 @@ Task<int> pwrite_split(Layer& l, uint64_t off, const unsigned char* src, size_t 
 double seconds_since(std::chrono::steady_clock::time_point t0)
 {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Opening `name`, whose server address has nothing listening, fails within
+// a few seconds with ENOTCONN or ECONNREFUSED, naming `where` and `volume`.
+void check_nobody_listens(Loop& L, const std::string& name, const std::string& where,
+                          const std::string& volume)
+{
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = try_open(L, name);
+    REQUIRE_FALSE(r.ok());
+    INFO(r.error().message);
+    CHECK((r.error().code == ENOTCONN || r.error().code == ECONNREFUSED));
+    CHECK_THAT(r.error().message, Contains(where));
+    CHECK_THAT(r.error().message, Contains(volume));
+    CHECK(seconds_since(t0) < 10);
 }
 
 } // namespace
@@ -379,12 +347,22 @@ TEST_CASE("gluster: errors name server, volume and path", "[gluster]")
     }
     SECTION("wrong port: ENOTCONN within a few seconds")
     {
+        check_nobody_listens(L, "gluster://" + host + ":1/" + s.volume + "/img", ":1 ", s.volume);
+    }
+    SECTION("wrong host (an address where nothing listens): fails within a few seconds")
+    {
+        // glusterd binds 127.0.0.1 only; 127.0.0.2 is loopback too, but refused.
+        check_nobody_listens(L, "gluster://127.0.0.2/" + s.volume + "/img", "127.0.0.2:24007",
+                             s.volume);
+    }
+    SECTION("wrong host (a name with no address): EHOSTUNREACH naming it")
+    {
         auto t0 = std::chrono::steady_clock::now();
-        auto r = try_open(L, "gluster://" + host + ":1/" + s.volume + "/img");
+        auto r = try_open(L, "gluster://coblk-no-such-host.invalid/" + s.volume + "/img");
         REQUIRE_FALSE(r.ok());
         INFO(r.error().message);
-        CHECK((r.error().code == ENOTCONN || r.error().code == ECONNREFUSED));
-        CHECK_THAT(r.error().message, Contains(":1 "));
+        CHECK(r.error().code == EHOSTUNREACH);
+        CHECK_THAT(r.error().message, Contains("no address for host 'coblk-no-such-host.invalid'"));
         CHECK_THAT(r.error().message, Contains(s.volume));
         CHECK(seconds_since(t0) < 10);
     }

@@ -65,25 +65,9 @@ trap 'exit 130' INT TERM HUP
 
 # --- helpers (used inside checks, which run in subshells under set -e) ---
 
-fail() {
-    echo "    FAIL: $*" >&2
-    exit 1
-}
-
-# run_expect RC CMD...: runs CMD, keeps its stdout in $OUT_FILE and fails
-# unless it exits with RC.
-run_expect() {
-    local want=$1
-    shift
-    local rc=0
-    "$@" >"$OUT_FILE" 2>"$ERR_FILE" || rc=$?
-    if [[ $rc -ne $want ]]; then
-        echo "    command: $*" >&2
-        sed 's/^/    stdout: /' "$OUT_FILE" >&2
-        sed 's/^/    stderr: /' "$ERR_FILE" >&2
-        fail "exit status $rc, expected $want"
-    fi
-}
+# fail, run_expect RC CMD... (stdout in $OUT_FILE, stderr in $ERR_FILE)
+# shellcheck source=tests/check_lib.sh
+source "$(dirname "$0")/check_lib.sh"
 
 # expect_output TEXT: the last run_expect printed exactly TEXT on stdout.
 expect_output() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # with-gluster.sh CMD ARGS...
 # Start the test GlusterFS server (gluster-up.sh), run CMD with
-#   COBLK_GLUSTER_URI=gluster://127.0.0.1/VOLUME  and  COBLK_GLUSTER_STATE=<state dir>
+#   COBLK_GLUSTER_URI=gluster://127.0.0.1/VOLUME, COBLK_GLUSTER_STATE=<state dir>
+#   and COBLK_GLUSTER_CTL=<this dir>/gluster-ctl.sh
 # in its environment, stop the server (gluster-down.sh) however CMD ends, and
 # exit with CMD's status (1 if the server does not start, 128+N on signal N).
 # Takes the same environment as gluster-up.sh.
@@ -23,6 +24,7 @@ if [[ -n ${COBLK_GLUSTER_URI:-} ]]; then
 fi
 here=$(cd "$(dirname "$0")" && pwd)
 export COBLK_GLUSTER_STATE=${COBLK_GLUSTER_STATE:-/var/tmp/coblk-gluster}
+export COBLK_GLUSTER_CTL=$here/gluster-ctl.sh
 
 lock=/run/lock/coblk-gluster.lock
 mkdir -p /run/lock
