@@ -97,7 +97,7 @@ echo "== fio ioengine=nbd, three clients at once"
 fio_pids=()
 for i in 0 1 2; do
   fio --name=c$i --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=8 \
-    --offset=$((i * 16))M --size=16M --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --offset=$((i * 16))M --size=16M --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
     --output="$dir/fio$i.out" &
   fio_pids+=($!)
 done
