@@ -1,19 +1,21 @@
 #include "capi/error.h"
 
-#include <cstring>
-
 namespace coblk::capi {
 namespace {
-// A fixed buffer: recording a message never allocates, so it cannot fail.
-thread_local char message[1024];
+// On the heap, not in the TLS block: libcoblk's TLS is kept small (see
+// meson.build, initial-exec).
+thread_local std::string message;
 }
 
 void set_error(int, const char* msg) noexcept
 {
-    std::strncpy(message, msg, sizeof message - 1);
-    message[sizeof message - 1] = '\0';
+    try {
+        message = msg;
+    } catch (...) {
+        message.clear();  // no memory for it: an empty message, never a throw
+    }
 }
 
-const char* error_message() noexcept { return message; }
+const char* error_message() noexcept { return message.c_str(); }
 
 } // namespace coblk::capi

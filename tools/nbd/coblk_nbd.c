@@ -51,9 +51,15 @@ struct server {
 /* Counters printed at exit, so a test can see what clients asked for. */
 enum { ST_READ, ST_WRITE, ST_FUA, ST_FLUSH, ST_TRIM, ST_ZERO, ST_ERROR };
 
+#define INBUF_SIZE (256 * 1024)
+
 struct client {
     struct server *srv;
     int fd;
+    /* Bytes received and not yet parsed: [in_start, in_end) of inbuf, so
+     * that one recv() can bring several requests. */
+    char *inbuf;
+    size_t in_start, in_end;
     int slot;
     struct coblk_queue *q;
     int no_zeroes;
@@ -110,13 +116,60 @@ static int write_full(int fd, const void *buf, size_t len)
     return 0;
 }
 
-/* Reads and drops `len` bytes. */
-static int skip_bytes(int fd, uint64_t len)
+/* Receives what the socket has (at least one byte, waiting for it unless
+ * `nowait`) into the client's buffer. 0, -1 at end of stream or on an
+ * error, -2 when `nowait` found nothing. */
+static int fill(struct client *c, int nowait)
+{
+    ssize_t n;
+    if (c->in_start == c->in_end)
+        c->in_start = c->in_end = 0;
+    if (c->in_end == INBUF_SIZE) {
+        memmove(c->inbuf, c->inbuf + c->in_start, c->in_end - c->in_start);
+        c->in_end -= c->in_start;
+        c->in_start = 0;
+    }
+    do
+        n = recv(c->fd, c->inbuf + c->in_end, INBUF_SIZE - c->in_end, nowait ? MSG_DONTWAIT : 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return -2;
+    if (n <= 0)
+        return -1;
+    c->in_end += (size_t)n;
+    return 0;
+}
+
+/* Reads `len` bytes from the client, buffered bytes first. 0 or -1. */
+static int client_read(struct client *c, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len) {
+        size_t n = c->in_end - c->in_start;
+        if (n == 0) {
+            if (len >= INBUF_SIZE)  /* a large payload: straight into place */
+                return read_full(c->fd, p, len);
+            if (fill(c, 0) < 0)
+                return -1;
+            continue;
+        }
+        if (n > len)
+            n = len;
+        memcpy(p, c->inbuf + c->in_start, n);
+        c->in_start += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Drops `len` bytes of the client's stream. 0 or -1. */
+static int client_skip(struct client *c, uint64_t len)
 {
     char buf[4096];
     while (len) {
         size_t n = len < sizeof buf ? (size_t)len : sizeof buf;
-        if (read_full(fd, buf, n) < 0)
+        if (client_read(c, buf, n) < 0)
             return -1;
         len -= n;
     }
@@ -164,7 +217,7 @@ static int handshake(struct client *c)
     nbd_put64(hello, NBD_MAGIC);
     nbd_put64(hello + 8, NBD_IHAVEOPT);
     nbd_put16(hello + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-    if (write_full(c->fd, hello, sizeof hello) < 0 || read_full(c->fd, cflags, 4) < 0)
+    if (write_full(c->fd, hello, sizeof hello) < 0 || client_read(c, cflags, 4) < 0)
         return -1;
     if (nbd_get32(cflags) & ~(uint32_t)(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))
         return -1;
@@ -174,13 +227,13 @@ static int handshake(struct client *c)
         struct nbd_option o;
         uint8_t *data = NULL;
         int r = 0;
-        if (read_full(c->fd, h, sizeof h) < 0 || nbd_parse_option(h, &o) < 0)
+        if (client_read(c, h, sizeof h) < 0 || nbd_parse_option(h, &o) < 0)
             return -1;
         if (o.length > NBD_MAX_OPTION_DATA)
             return -1;
         if (o.length) {
             data = malloc(o.length);
-            if (!data || read_full(c->fd, data, o.length) < 0) {
+            if (!data || client_read(c, data, o.length) < 0) {
                 free(data);
                 return -1;
             }
@@ -248,8 +301,10 @@ static int handshake(struct client *c)
     }
 }
 
+/* Sends a simple reply; `more`: another reply follows at once (MSG_MORE
+ * lets the kernel put them in one segment). */
 static int send_reply(struct client *c, uint32_t error, uint64_t handle, const void *data,
-                      uint32_t len)
+                      uint32_t len, int more)
 {
     uint8_t h[16];
     struct iovec iov[2];
@@ -264,7 +319,7 @@ static int send_reply(struct client *c, uint32_t error, uint64_t handle, const v
     m.msg_iov = iov;
     m.msg_iovlen = 2;
     while (total) {
-        ssize_t n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(c->fd, &m, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -308,7 +363,7 @@ static int reap(struct client *c, int min)
             err = NBD_EIO;
         }
         if (!failed && send_reply(c, err, r->handle, r->buf,
-                                  r->type == NBD_CMD_READ ? r->length : 0) < 0)
+                                  r->type == NBD_CMD_READ ? r->length : 0, i + 1 < n) < 0)
             failed = 1;
         free(r->buf);
         free(r);
@@ -327,7 +382,7 @@ static int take_request(struct client *c)
     struct request *r;
     uint32_t flags = 0;
     int ret = 0;
-    if (read_full(c->fd, h, sizeof h) < 0)
+    if (client_read(c, h, sizeof h) < 0)
         return 0;
     if (nbd_parse_request(h, &rq) < 0)
         return -1;
@@ -338,9 +393,9 @@ static int take_request(struct client *c)
         return -1;
     if (v.action == NBD_DO_ERROR) {
         c->stats[ST_ERROR]++;
-        if (skip_bytes(c->fd, v.discard) < 0)
+        if (client_skip(c, v.discard) < 0)
             return -1;
-        return send_reply(c, v.error, rq.handle, NULL, 0) < 0 ? -1 : 1;
+        return send_reply(c, v.error, rq.handle, NULL, 0, 0) < 0 ? -1 : 1;
     }
     r = calloc(1, sizeof *r);
     if (!r)
@@ -353,7 +408,7 @@ static int take_request(struct client *c)
         free(r);
         return -1;
     }
-    if (rq.type == NBD_CMD_WRITE && read_full(c->fd, r->buf, rq.length) < 0) {
+    if (rq.type == NBD_CMD_WRITE && client_read(c, r->buf, rq.length) < 0) {
         free(r->buf);
         free(r);
         return 0;
@@ -389,7 +444,7 @@ static int take_request(struct client *c)
     }
     if (ret < 0) {
         /* Refused before it started (checked above, so rare): reply now. */
-        int s = send_reply(c, nbd_error_from_errno(ret), rq.handle, NULL, 0);
+        int s = send_reply(c, nbd_error_from_errno(ret), rq.handle, NULL, 0, 0);
         free(r->buf);
         free(r);
         return s < 0 ? -1 : 1;
@@ -402,31 +457,39 @@ static int take_request(struct client *c)
 static void serve(struct client *c)
 {
     int cfd = coblk_queue_get_fd(c->q);
-    int reading = 1, r = handshake(c);
+    int reading = 1, eof = 0, r = handshake(c);
     if (r <= 0)
         return;
     while (reading) {
         struct pollfd p[3];
         int busy = coblk_queue_in_flight(c->q) >= MAX_INFLIGHT;
-        p[0].fd = busy ? -1 : c->fd;
+        int whole = c->in_end - c->in_start >= NBD_REQUEST_SIZE;
+        p[0].fd = busy || eof ? -1 : c->fd;
         p[0].events = POLLIN;
+        p[0].revents = 0;
         p[1].fd = cfd;
         p[1].events = POLLIN;
         p[2].fd = c->srv->stop_pipe[0];
         p[2].events = POLLIN;
-        if (poll(p, 3, -1) < 0) {
+        /* Whole requests already buffered: look, but do not wait. */
+        if (poll(p, 3, whole && !busy ? 0 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
-        if (p[2].revents) {
+        if (p[2].revents)
             break;  /* stop: finish what is in flight */
-        }
-        if (p[0].revents) {
+        if (p[0].revents && fill(c, 1) == -1)
+            eof = 1;
+        /* Every whole request received, as far as the in-flight limit allows. */
+        while (reading && c->in_end - c->in_start >= NBD_REQUEST_SIZE &&
+               coblk_queue_in_flight(c->q) < MAX_INFLIGHT) {
             r = take_request(c);
             if (r <= 0)
                 reading = 0;
         }
+        if (eof && c->in_end - c->in_start < NBD_REQUEST_SIZE)
+            reading = 0;
         if (reap(c, 0) < 0)
             break;
     }
@@ -445,7 +508,10 @@ static void *client_thread(void *arg)
 {
     struct client *c = arg;
     struct server *s = c->srv;
-    serve(c);
+    c->inbuf = malloc(INBUF_SIZE);
+    if (c->inbuf)
+        serve(c);
+    free(c->inbuf);
     close(c->fd);
     pthread_mutex_lock(&s->mu);
     s->slot_busy[c->slot] = 0;
