@@ -221,8 +221,9 @@ COBLK_API int coblk_queue_drain(struct coblk_queue *q);
 
 /*
  * Changes the device's size.  Requests must not be in flight on any queue
- * (-EBUSY).  Returns 0, -ENOTSUP when the stack cannot resize (a block
- * device, a null device), -EROFS, -ENOTCONN/-EBADF in the wrong state.
+ * (-EBUSY).  Every queue knows the new size when it returns.  Returns 0,
+ * -ENOTSUP when the stack cannot resize (a block device), -EROFS,
+ * -ENOTCONN/-EBADF in the wrong state, or the -errno of the truncate.
  * The device's thread.
  */
 COBLK_API int coblk_resize(struct coblk_device *dev, uint64_t new_size);

@@ -42,6 +42,12 @@ int main(void)
 C
 flags=$(pkg-config --cflags --libs coblk)
 echo "pkg-config --cflags --libs coblk: $flags"
+# A sanitizer build's library needs its runtime in the program too (CI).
+san=$(meson introspect "$build" --buildoptions |
+      python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "b_sanitize"))')
+sanflag=
+if [ "$san" != none ]; then sanflag="-fsanitize=$san"; fi
+flags="$flags $sanflag"
 # shellcheck disable=SC2086
 cc -std=c99 -Wall -Wextra -pedantic -Werror hello.c $flags -o hello
 libdir=$(pkg-config --libs-only-L coblk | sed 's/^ *-L//; s/ *$//')
@@ -51,5 +57,5 @@ LD_LIBRARY_PATH=$libdir ldd ./hello | grep -q "$root/dest.*libcoblk" || { echo "
 static_libs=$(pkg-config --static --libs coblk | sed 's/-lcoblk//')
 # shellcheck disable=SC2086
 cc -std=c99 -Wall -Wextra -pedantic -Werror hello.c $(pkg-config --cflags coblk) \
-  "$libdir/libcoblk.a" $static_libs -o hello-static
+  "$libdir/libcoblk.a" $static_libs $sanflag -o hello-static
 env -u LD_LIBRARY_PATH ./hello-static
