@@ -76,7 +76,8 @@ bad = {k: (e.get(k), v) for k, v in want.items() if e.get(k) != v}
 if bad:
     sys.exit(f"nbdinfo reports (got, want): {bad}")
 PY
-nbdinfo --list "$uri" | grep -q 'export=' || fail "nbdinfo --list shows no export"
+listing=$(nbdinfo --list "$uri")
+grep -q 'export=' <<<"$listing" || fail "nbdinfo --list shows no export: $listing"
 qemu-img convert -n -f raw -O raw "$src" "$uri"
 qemu-img compare -f raw -F raw "$src" "$uri" || fail "qemu-img compare over nbd:// differs"
 cmp "$src" "$img" || fail "the image file differs from what qemu-img wrote"

@@ -52,7 +52,8 @@ flags="$flags $sanflag"
 cc -std=c99 -Wall -Wextra -pedantic -Werror hello.c $flags -o hello
 libdir=$(pkg-config --libs-only-L coblk | sed 's/^ *-L//; s/ *$//')
 LD_LIBRARY_PATH=$libdir ./hello
-LD_LIBRARY_PATH=$libdir ldd ./hello | grep -q "$root/dest.*libcoblk" || { echo "FAIL: not linked with the installed libcoblk"; ldd ./hello; exit 1; }
+linked=$(LD_LIBRARY_PATH=$libdir ldd ./hello)
+grep -q "$root/dest.*libcoblk" <<<"$linked" || { echo "FAIL: not linked with the installed libcoblk"; echo "$linked"; exit 1; }
 # The static library links on its own with the private libraries of the .pc.
 static_libs=$(pkg-config --static --libs coblk | sed 's/-lcoblk//')
 # shellcheck disable=SC2086
