@@ -254,6 +254,11 @@ int main(int argc, char **argv)
     signal_fd(vq->kick_fd);
     pthread_join(io, NULL);
     coblk_destroy(dev);
+    close(d.epfd);
+    close(vq->kick_fd);
+    close(vq->irq_fd);
+    free(vq);
+    free(bufs);
 
     printf("%s: %llu blocks written and read back through the epoll loop: %d requests "
            "failed, %d blocks differ\n", uri, (unsigned long long)blocks, failed, bad);
