@@ -288,7 +288,12 @@ bool Loop::run_once(bool block, const __kernel_timespec* timeout)
             return false;
         syscalls_++;
         int r;
-        if (timeout) {
+        if (timeout && !(ring_.features & IORING_FEAT_EXT_ARG)) {
+            // Before Linux 5.11 liburing would wait with a timeout SQE of
+            // its own, whose CQE reap() cannot tell from ours: do not
+            // wait at all (the caller checks its deadline and comes back).
+            r = io_uring_submit(&ring_);
+        } else if (timeout) {
             io_uring_cqe* cqe = nullptr;
             auto ts = *timeout;
             r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
