@@ -167,14 +167,11 @@ detail::Detached run_request(coblk_queue* q, Op op, uint64_t off, const iovec* i
             break;
         }
     } catch (...) {
-        r = -ENOMEM;
+        r = -ENOMEM;  // I/O paths return errors; only an allocation can throw
     }
     q->inflight--;
-    try {
-        q->done.push_back(coblk_completion{user_data, r, 0});
-    } catch (...) {
-        // Cannot record it; the slot is reserved at submission (see submit).
-    }
+    // Never reallocates: submit() reserved room for every request in flight.
+    q->done.push_back(coblk_completion{user_data, r, 0});
 }
 
 // Validates and starts one request on `q`. 0 or -errno.
