@@ -35,7 +35,9 @@ namespace {
 constexpr int kDepth = 32;
 constexpr size_t kBlock = 4096;
 constexpr uint64_t kSize = 1ull << 30;
-const char* const kUri = "null://?size=1G";
+// read-zeroes=off: the null backend leaves read buffers alone, so the
+// figures are the software path alone, not a 4 KiB memset per request.
+const char* const kUri = "null://?size=1G&read-zeroes=off";
 
 double now_s()
 {
