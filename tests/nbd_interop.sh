@@ -201,8 +201,14 @@ fio --name=drain --ioengine=nbd --uri="$uri" --rw=randwrite --bs=64k --iodepth=1
   --size=64M --time_based --runtime=30 --output="$dir/fio-drain.out" &
 fio_pid=$!
 pids+=("$fio_pid")
+# A second client that connects and then says nothing: it must not hold
+# up the shutdown.
+python3 -c "import socket,time; s=socket.create_connection(('127.0.0.1',${uri##*:})); time.sleep(120)" &
+idle_pid=$!
+pids+=("$idle_pid")
 sleep 1   # let the writes start; what is checked is the exit, not the timing
 stop_server
+kill "$idle_pid" 2>/dev/null || true
 wait "$fio_pid" || true
 grep -q 'clients served' "$dir/drain.log" || fail "no exit summary after SIGTERM"
 

@@ -86,21 +86,6 @@ static void on_signal(int sig)
     }
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-    char *p = buf;
-    while (len) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int write_full(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
@@ -129,8 +114,22 @@ static int fill(struct client *c, int nowait)
         c->in_end -= c->in_start;
         c->in_start = 0;
     }
+    if (!nowait) {
+        /* Wait for the client or a stop, whichever comes first: a client
+         * that sends half a request, or nothing, cannot hold up a shutdown. */
+        struct pollfd p[2];
+        p[0].fd = c->fd;
+        p[0].events = POLLIN;
+        p[1].fd = c->srv->stop_pipe[0];
+        p[1].events = POLLIN;
+        while (poll(p, 2, -1) < 0)
+            if (errno != EINTR)
+                return -1;
+        if (p[1].revents && !p[0].revents)
+            return -1;
+    }
     do
-        n = recv(c->fd, c->inbuf + c->in_end, INBUF_SIZE - c->in_end, nowait ? MSG_DONTWAIT : 0);
+        n = recv(c->fd, c->inbuf + c->in_end, INBUF_SIZE - c->in_end, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return -2;
@@ -147,9 +146,7 @@ static int client_read(struct client *c, void *buf, size_t len)
     while (len) {
         size_t n = c->in_end - c->in_start;
         if (n == 0) {
-            if (len >= INBUF_SIZE)  /* a large payload: straight into place */
-                return read_full(c->fd, p, len);
-            if (fill(c, 0) < 0)
+            if (fill(c, 0) == -1)
                 return -1;
             continue;
         }
@@ -735,7 +732,11 @@ int main(int argc, char **argv)
             struct client *c = calloc(1, sizeof *c);
             pthread_t t;
             int one = 1;
+            /* A client that stops reading its replies fails a send after
+             * 30 s instead of holding the server forever. */
+            struct timeval send_timeout = {30, 0};
             setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
             c->srv = &s;
             c->fd = cfd;
             c->slot = slot;
