@@ -18,7 +18,7 @@
  * Queues and threads.  A queue is used by one thread at a time; different
  * queues may be used by different threads at the same time.  Each queue owns
  * its own engine loop (an io_uring) and its own opened layer stack over the
- * same image, so queues never share state or locks: a request is submitted
+ * same image, so queues share no loop and no layer: a request is submitted
  * and completed on the thread that calls the queue's functions, with no
  * hand-over between threads.  Queue 0's stack holds the image lock (a local
  * file is locked against other processes); the stacks of other queues open
