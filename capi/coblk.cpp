@@ -590,6 +590,9 @@ int coblk_queue_do_io(struct coblk_queue* q, struct coblk_completion* completion
         if (timeout && q->polling && now_ns() >= deadline)
             break;
     }
+    // Nothing may be left unsent: the program may now sleep on the fd.
+    loop.settle();
+    n += collect(q, completions + n, max_completions - n);
     return n;
     COBLK_GUARD_END
 }

@@ -317,6 +317,22 @@ bool Loop::run_once(bool block, const __kernel_timespec* timeout)
     return true;
 }
 
+void Loop::settle() noexcept
+{
+    // A turn's last step (reaping) can resume coroutines that post others
+    // or start new operations (a read-modify-write's write, the re-armed
+    // inbox read): turn until nothing is runnable. The bound only guards
+    // against a coroutine that keeps re-posting itself.
+    for (int i = 0; i < 1000 && (!ready_.empty() || !inbox_.empty()); i++)
+        run_once(false);
+    CurrentLoopScope scope(this);
+    fill_sq();
+    if (!ring_disabled_ && io_uring_sq_ready(&ring_) > 0) {
+        syscalls_++;
+        io_uring_submit(&ring_);
+    }
+}
+
 void Loop::stalled()
 {
     std::fputs("coblk: loop stalled: every coroutine waits and nothing is in flight "

@@ -116,6 +116,12 @@ public:
     // nothing is in flight (a stall).
     bool run_once(bool block, const __kernel_timespec* timeout = nullptr);
 
+    // Runs what is runnable without waiting, then sends every queued
+    // operation to the kernel: afterwards the loop needs no turn until its
+    // ring fd polls readable (how the C API leaves a queue to a program's
+    // own epoll loop). Any thread that may run the loop.
+    void settle() noexcept;
+
     // Completions handed over from foreign threads land here.
     Inbox& inbox() noexcept { return inbox_; }
 

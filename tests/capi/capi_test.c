@@ -543,6 +543,58 @@ static void test_wait_modes(void)
     coblk_destroy(dev);
 }
 
+/* Waits like a program's own event loop: do_io(min = 0), then poll() on
+ * the completion fd (10 s: a hang guard), until `want` completions came.
+ * Returns how many came. */
+static int wait_by_fd(struct coblk_queue *q, int want)
+{
+    struct coblk_completion c[8];
+    int got = 0;
+    while (got < want) {
+        struct pollfd pfd;
+        int n = coblk_queue_do_io(q, c, 0, 8, NULL);
+        if (n < 0)
+            return got;
+        got += n;
+        if (got >= want)
+            break;
+        pfd.fd = coblk_queue_get_fd(q);
+        pfd.events = POLLIN;
+        if (poll(&pfd, 1, 10000) != 1) {
+            fprintf(stderr, "the completion fd stayed silent for 10 s with %d requests in "
+                    "flight\n", coblk_queue_in_flight(q));
+            return got;
+        }
+    }
+    return got;
+}
+
+/* Requests that need a second step inside coblk (an unaligned O_DIRECT
+ * write is a read, then a write issued when the read completes) still
+ * complete when the program only sleeps on the fd between do_io calls. */
+static void test_fd_wakeups(void)
+{
+    const char *p = scratch_file("fd.img", 1 * MiB, 0x33);
+    char path[512];
+    struct coblk_device *dev;
+    struct coblk_queue *q;
+    unsigned char buf[6000], back[6000];
+    int i;
+    strcpy(path, p);
+    dev = open_started(path, "none", 1);
+    q = coblk_get_queue(dev, 0);
+    for (i = 0; i < 4; i++) {
+        fill_pattern(buf, sizeof buf, 40u + (unsigned)i);
+        CHECK(coblk_queue_write(q, 1000 + (uint64_t)i * 70000, buf + 1, 5000, NULL, 0) == 0);
+        CHECK(wait_by_fd(q, 1) == 1);
+        CHECK(file_equals(path, 1000 + (uint64_t)i * 70000, buf + 1, 5000));
+        CHECK(coblk_queue_read(q, 1000 + (uint64_t)i * 70000, back + 3, 5000, NULL, 0) == 0);
+        CHECK(wait_by_fd(q, 1) == 1);
+        CHECK(memcmp(back + 3, buf + 1, 5000) == 0);
+    }
+    coblk_destroy(dev);
+}
+
 static void test_resize(void)
 {
     const char *p = scratch_file("resize.img", 1 * MiB, 0x22);
@@ -633,6 +685,7 @@ static const struct test tests[] = {
     {"lock", test_lock},
     {"queues_on_threads", test_queues_on_threads},
     {"wait_modes", test_wait_modes},
+    {"fd_wakeups", test_fd_wakeups},
     {"resize", test_resize},
     {"closed_device", test_closed_device},
     {"thread_local_message", test_thread_local_message},
