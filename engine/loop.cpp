@@ -35,7 +35,7 @@ void detail::Detached::promise_type::unhandled_exception() noexcept
     std::terminate();
 }
 
-Result<std::unique_ptr<Loop>> Loop::create(unsigned entries)
+Result<std::unique_ptr<Loop>> Loop::create(unsigned entries, bool any_thread)
 {
     std::unique_ptr<Loop> loop(new Loop());
     // Completions are only reaped at the loop's own turns, so the kernel need
@@ -51,6 +51,8 @@ Result<std::unique_ptr<Loop>> Loop::create(unsigned entries)
     io_uring_params p{};
     int r = -EINVAL;
     for (unsigned flags : tries) {
+        if (any_thread && (flags & IORING_SETUP_SINGLE_ISSUER))
+            continue;
         p = io_uring_params{};
         p.flags = flags;
         r = io_uring_queue_init_params(entries, &loop->ring_, &p);
@@ -264,7 +266,7 @@ void Loop::run_ready()
     running_.clear();
 }
 
-bool Loop::run_once(bool block)
+bool Loop::run_once(bool block, const __kernel_timespec* timeout)
 {
     CurrentLoopScope scope(this);
     if (ring_disabled_) {
@@ -285,22 +287,50 @@ bool Loop::run_once(bool block)
         if (inflight_ == 0 && foreign_pending_ == 0 && queued_head_ == nullptr)
             return false;
         syscalls_++;
-        int r = io_uring_submit_and_wait(&ring_, 1);
+        int r;
+        if (timeout && !(ring_.features & IORING_FEAT_EXT_ARG)) {
+            // Before Linux 5.11 liburing would wait with a timeout SQE of
+            // its own, whose CQE reap() cannot tell from ours: do not
+            // wait at all (the caller checks its deadline and comes back).
+            r = io_uring_submit(&ring_);
+        } else if (timeout) {
+            io_uring_cqe* cqe = nullptr;
+            auto ts = *timeout;
+            r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+            if (r == -ETIME)
+                r = 0;
+        } else {
+            r = io_uring_submit_and_wait(&ring_, 1);
+        }
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
             std::fprintf(stderr, "coblk: io_uring_submit_and_wait: %s\n", std::strerror(-r));
             std::abort();
         }
-    } else if (io_uring_sq_ready(&ring_) > 0 || (defer_taskrun_ && inflight_ > 0)) {
+    } else if (io_uring_sq_ready(&ring_) > 0 || inflight_ > 0) {
         // With DEFER_TASKRUN, completions are only posted when we ask for
-        // events: a busy loop must ask too, or it would never see them.
+        // events, and with COOP_TASKRUN alone when the thread enters the
+        // kernel: a busy loop must ask too, or it would never see them.
         syscalls_++;
-        if (defer_taskrun_)
-            io_uring_submit_and_get_events(&ring_);
-        else
-            io_uring_submit(&ring_);
+        io_uring_submit_and_get_events(&ring_);
     }
     reap();
     return true;
+}
+
+void Loop::settle() noexcept
+{
+    // A turn's last step (reaping) can resume coroutines that post others
+    // or start new operations (a read-modify-write's write, the re-armed
+    // inbox read): turn until nothing is runnable. The bound only guards
+    // against a coroutine that keeps re-posting itself.
+    for (int i = 0; i < 1000 && (!ready_.empty() || !inbox_.empty()); i++)
+        run_once(false);
+    CurrentLoopScope scope(this);
+    fill_sq();
+    if (!ring_disabled_ && io_uring_sq_ready(&ring_) > 0) {
+        syscalls_++;
+        io_uring_submit(&ring_);
+    }
 }
 
 void Loop::stalled()

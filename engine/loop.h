@@ -79,8 +79,11 @@ class Loop {
 public:
     // Creates a loop with an io_uring of `entries` submission slots. Fails
     // with the errno of io_uring_setup and a message when io_uring is
-    // unavailable. Any thread; the loop then belongs to the thread running it.
-    static Result<std::unique_ptr<Loop>> create(unsigned entries = 256);
+    // unavailable. Any thread; the loop then belongs to the thread running it,
+    // unless `any_thread`: then its ring is set up without SINGLE_ISSUER and
+    // DEFER_TASKRUN, and any thread may run it, one at a time (the C API's
+    // queues, which a VMM may hand from thread to thread).
+    static Result<std::unique_ptr<Loop>> create(unsigned entries = 256, bool any_thread = false);
     ~Loop();
     Loop(const Loop&) = delete;
     Loop& operator=(const Loop&) = delete;
@@ -108,14 +111,23 @@ public:
     template <typename T>
     T run(Task<T> t);
 
-    // One loop turn; `block` allows waiting for a completion. Returns false
-    // when nothing is runnable and nothing is in flight (a stall).
-    bool run_once(bool block);
+    // One loop turn; `block` allows waiting for a completion, at most
+    // `timeout` when it is given. Returns false when nothing is runnable and
+    // nothing is in flight (a stall).
+    bool run_once(bool block, const __kernel_timespec* timeout = nullptr);
+
+    // Runs what is runnable without waiting, then sends every queued
+    // operation to the kernel: afterwards the loop needs no turn until its
+    // ring fd polls readable (how the C API leaves a queue to a program's
+    // own epoll loop). Any thread that may run the loop.
+    void settle() noexcept;
 
     // Completions handed over from foreign threads land here.
     Inbox& inbox() noexcept { return inbox_; }
 
     unsigned sq_entries() const noexcept { return sq_entries_; }
+    // The ring's fd: polls readable when completions wait to be reaped.
+    int ring_fd() const noexcept { return ring_.ring_fd; }
     uint64_t syscalls() const noexcept { return syscalls_; }
 
 private:
