@@ -29,66 +29,9 @@ Exit status, as qemu-img check's: 0 no problem found (or all repaired),
 63 the format has no metadata to check.
 )";
 
-enum { kOptOutput = 256 };
 constexpr int kExitCorrupt = 2;
 constexpr int kExitLeaks = 3;
 constexpr int kExitNoChecks = 63;
-
-struct CheckArgs {
-    bool help = false;
-    bool json = false;
-    bool repair = false;
-    bool force_share = false;
-    std::string format;
-    std::string filename;
-};
-
-Result<CheckArgs> parse_args(int argc, char** argv)
-{
-    static const option kLong[] = {{"help", no_argument, nullptr, 'h'},
-                                   {"output", required_argument, nullptr, kOptOutput},
-                                   {"repair", required_argument, nullptr, 'r'},
-                                   {"force-share", no_argument, nullptr, 'U'},
-                                   {}};
-    OptionParser p(argc, argv, "hf:r:U", kLong);
-    CheckArgs a;
-    for (int c; (c = p.next()) != -1;) {
-        switch (c) {
-        case 0:
-            return p.error();
-        case 'h':
-            a.help = true;
-            return a;
-        case 'f':
-            a.format = p.arg();
-            break;
-        case 'r':
-            if (std::string_view(p.arg()) != "leaks" && std::string_view(p.arg()) != "all")
-                return make_error(EINVAL, "-r must be 'leaks' or 'all', not '{}'", p.arg());
-            a.repair = true;
-            break;
-        case 'U':
-            a.force_share = true;
-            break;
-        case kOptOutput:
-            if (std::string_view(p.arg()) == "json")
-                a.json = true;
-            else if (std::string_view(p.arg()) != "human")
-                return make_error(EINVAL, "--output must be 'human' or 'json', not '{}'",
-                                  p.arg());
-            break;
-        }
-    }
-    auto args = p.positional();
-    if (args.empty())
-        return make_error(EINVAL, "missing FILENAME");
-    if (args.size() > 1)
-        return make_error(EINVAL, "unexpected argument '{}'", args[1]);
-    if (a.repair && a.force_share)
-        return make_error(EINVAL, "-r needs the image's lock: leave out -U");
-    a.filename = args[0];
-    return a;
-}
 
 struct Report {
     std::string corruption;      // the first corruption found, empty if none
@@ -101,7 +44,8 @@ struct Report {
 
 // Opens the image (for writing when repairing) and fills `rep`. Returns the
 // exit status.
-Task<int> check(Loop& loop, const CheckArgs& a, const OpenOptions& o, Report& rep)
+Task<int> check(Loop& loop, const ImageArgs& a, bool repair, const OpenOptions& o,
+                Report& rep)
 {
     auto dev = co_await open_device(loop, a.filename, o);
     if (!dev) {
@@ -126,7 +70,7 @@ Task<int> check(Loop& loop, const CheckArgs& a, const OpenOptions& o, Report& re
     rep.journal_records = f->replayed_records();
     rep.clean = f->header().clean;
     int status = kExitOk;
-    if (a.repair) {
+    if (repair) {
         int r = co_await f->release_unused_tail();
         if (r < 0) {
             print_error(io_error("truncating", a.filename, 0, r));
@@ -143,7 +87,7 @@ Task<int> check(Loop& loop, const CheckArgs& a, const OpenOptions& o, Report& re
     co_return status;
 }
 
-void print_human(const CheckArgs& a, const Report& r)
+void print_human(bool repair, const Report& r)
 {
     if (!r.corruption.empty()) {
         fmt::print("ERROR: {}\n", r.corruption);
@@ -160,12 +104,12 @@ void print_human(const CheckArgs& a, const Report& r)
                    r.leaked_chunks);
     if (r.journal_records)
         fmt::print("{} journal records {}.\n", r.journal_records,
-                   a.repair ? "were written in place" : "will be replayed at the next open");
-    if (!r.clean && !a.repair)
+                   repair ? "were written in place" : "will be replayed at the next open");
+    if (!r.clean && !repair)
         fmt::print("The image was not closed cleanly (or is in use).\n");
 }
 
-void print_json(const CheckArgs& a, const Report& r)
+void print_json(const ImageArgs& a, const Report& r)
 {
     fmt::print("{{\n");
     fmt::print("    \"filename\": {},\n", json_string(a.filename));
@@ -186,14 +130,23 @@ void print_json(const CheckArgs& a, const Report& r)
 
 int cmd_check(int argc, char** argv)
 {
-    auto args = parse_args(argc, argv);
+    bool repair = false;
+    static const std::vector<option> kRepair = {{"repair", required_argument, nullptr, 'r'}, {}};
+    auto args = parse_image_args(argc, argv, "r:", kRepair, [&](int c, const char* v) -> Result<void> {
+        if (c == 'r' && std::string_view(v) != "leaks" && std::string_view(v) != "all")
+            return make_error(EINVAL, "-r must be 'leaks' or 'all', not '{}'", v);
+        repair = c == 'r';
+        return {};
+    });
+    if (args && repair && args->force_share)
+        args = make_error(EINVAL, "-r needs the image's lock: leave out -U");
     if (!args)
         return usage_error("check", args.error(), kExitFailure);
     if (args->help) {
         std::fputs(kHelp, stdout);
         return kExitOk;
     }
-    auto opts = open_options(args->filename, args->format, "", !args->repair, args->force_share);
+    auto opts = open_options(args->filename, args->format, "", !repair, args->force_share);
     if (!opts) {
         print_error(opts.error().message);
         return kExitFailure;
@@ -202,12 +155,12 @@ int cmd_check(int argc, char** argv)
     if (!loop)
         return kExitFailure;
     Report rep;
-    int status = sync_wait(*loop, check(*loop, *args, *opts, rep));
+    int status = sync_wait(*loop, check(*loop, *args, repair, *opts, rep));
     if (status == kExitOk || status == kExitCorrupt || status == kExitLeaks) {
         if (args->json)
             print_json(*args, rep);
         else
-            print_human(*args, rep);
+            print_human(repair, rep);
     }
     return status;
 }

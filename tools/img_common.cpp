@@ -188,4 +188,53 @@ std::string json_string(std::string_view s)
     return out + "\"";
 }
 
+Result<ImageArgs> parse_image_args(int argc, char** argv, const std::string& extra_short,
+                                   const std::vector<option>& extra_long,
+                                   const std::function<Result<void>(int, const char*)>& extra)
+{
+    enum { kOptOutput = 256 };
+    std::vector<option> longs = {{"help", no_argument, nullptr, 'h'},
+                                 {"output", required_argument, nullptr, kOptOutput},
+                                 {"force-share", no_argument, nullptr, 'U'}};
+    for (const option& o : extra_long)
+        if (o.name)
+            longs.push_back(o);
+    longs.push_back({});
+    std::string shorts = "hf:U" + extra_short;
+    OptionParser p(argc, argv, shorts.c_str(), longs.data());
+    ImageArgs a;
+    for (int c; (c = p.next()) != -1;) {
+        switch (c) {
+        case 0:
+            return p.error();
+        case 'h':
+            a.help = true;
+            return a;
+        case 'f':
+            a.format = p.arg();
+            break;
+        case 'U':
+            a.force_share = true;
+            break;
+        case kOptOutput:
+            if (std::string_view(p.arg()) == "json")
+                a.json = true;
+            else if (std::string_view(p.arg()) != "human")
+                return make_error(EINVAL, "--output must be 'human' or 'json', not '{}'",
+                                  p.arg());
+            break;
+        default:
+            if (auto r = extra(c, p.arg()); !r)
+                return r.error();
+        }
+    }
+    auto args = p.positional();
+    if (args.empty())
+        return make_error(EINVAL, "missing FILENAME");
+    if (args.size() > 1)
+        return make_error(EINVAL, "unexpected argument '{}'", args[1]);
+    a.filename = args[0];
+    return a;
+}
+
 } // namespace coblk::img

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -94,6 +95,24 @@ Result<void> append_option_list(uri::Options& opts, std::string_view text);
 // Creates the loop every command runs its coroutines on; prints the error
 // and returns null when io_uring is unavailable.
 std::unique_ptr<Loop> make_loop();
+
+// The arguments info, map and check share: [-f FMT] [-U]
+// [--output=human|json] [-h] FILENAME, plus a command's own options.
+struct ImageArgs {
+    bool help = false;
+    bool json = false;
+    bool force_share = false;
+    std::string format;
+    std::string filename;
+};
+
+// Parses `argv` into `a`: the shared options above, and the command's own
+// (`extra_short` in getopt's form, `extra_long` ending with {}), each handed
+// to `extra(c, arg)`, which may refuse it. Fails naming the unknown option,
+// the bad value, or the missing or extra FILENAME.
+Result<ImageArgs> parse_image_args(int argc, char** argv, const std::string& extra_short,
+                                   const std::vector<option>& extra_long,
+                                   const std::function<Result<void>(int, const char*)>& extra);
 
 // `s` as a JSON string literal, quotes included.
 std::string json_string(std::string_view s);

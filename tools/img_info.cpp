@@ -21,57 +21,6 @@ Prints the format, virtual size, allocated size and protocol of an image
   -h, --help           print this help
 )";
 
-enum { kOptOutput = 256 };
-
-struct InfoArgs {
-    bool help = false;
-    bool json = false;
-    bool force_share = false;
-    std::string format;
-    std::string filename;
-};
-
-// Parses info's arguments; fails naming the unknown option, the bad
-// --output value or the missing FILENAME.
-Result<InfoArgs> parse_args(int argc, char** argv)
-{
-    static const option kLong[] = {{"help", no_argument, nullptr, 'h'},
-                                   {"output", required_argument, nullptr, kOptOutput},
-                                   {"force-share", no_argument, nullptr, 'U'},
-                                   {}};
-    OptionParser p(argc, argv, "hf:U", kLong);
-    InfoArgs a;
-    for (int c; (c = p.next()) != -1;) {
-        switch (c) {
-        case 0:
-            return p.error();
-        case 'h':
-            a.help = true;
-            return a;
-        case 'f':
-            a.format = p.arg();
-            break;
-        case 'U':
-            a.force_share = true;
-            break;
-        case kOptOutput:
-            if (std::string_view(p.arg()) == "json")
-                a.json = true;
-            else if (std::string_view(p.arg()) != "human")
-                return make_error(EINVAL, "--output must be 'human' or 'json', not '{}'",
-                                  p.arg());
-            break;
-        }
-    }
-    auto args = p.positional();
-    if (args.empty())
-        return make_error(EINVAL, "missing FILENAME");
-    if (args.size() > 1)
-        return make_error(EINVAL, "unexpected argument '{}'", args[1]);
-    a.filename = args[0];
-    return a;
-}
-
 struct ImageInfo {
     std::string format;
     std::string protocol;
@@ -188,7 +137,7 @@ void print_json(const std::string& filename, const ImageInfo& i)
 
 // Opens `a.filename` read-only, prints what info shows, and closes it.
 // Returns the exit status.
-Task<int> info(Loop& loop, const InfoArgs& a, const OpenOptions& o)
+Task<int> info(Loop& loop, const ImageArgs& a, const OpenOptions& o)
 {
     auto dev = co_await open_device(loop, a.filename, o);
     if (!dev) {
@@ -214,7 +163,9 @@ Task<int> info(Loop& loop, const InfoArgs& a, const OpenOptions& o)
 
 int cmd_info(int argc, char** argv)
 {
-    auto args = parse_args(argc, argv);
+    auto args = parse_image_args(argc, argv, "", {}, [](int, const char*) -> Result<void> {
+        return {};
+    });
     if (!args)
         return usage_error("info", args.error(), kExitFailure);
     if (args->help) {

@@ -25,55 +25,6 @@ JSON: a list of {"start", "length", "depth", "data", "zero"} objects as
 qemu-img map prints them: depth 0 is the image, 1 its base.
 )";
 
-enum { kOptOutput = 256 };
-
-struct MapArgs {
-    bool help = false;
-    bool json = false;
-    bool force_share = false;
-    std::string format;
-    std::string filename;
-};
-
-Result<MapArgs> parse_args(int argc, char** argv)
-{
-    static const option kLong[] = {{"help", no_argument, nullptr, 'h'},
-                                   {"output", required_argument, nullptr, kOptOutput},
-                                   {"force-share", no_argument, nullptr, 'U'},
-                                   {}};
-    OptionParser p(argc, argv, "hf:U", kLong);
-    MapArgs a;
-    for (int c; (c = p.next()) != -1;) {
-        switch (c) {
-        case 0:
-            return p.error();
-        case 'h':
-            a.help = true;
-            return a;
-        case 'f':
-            a.format = p.arg();
-            break;
-        case 'U':
-            a.force_share = true;
-            break;
-        case kOptOutput:
-            if (std::string_view(p.arg()) == "json")
-                a.json = true;
-            else if (std::string_view(p.arg()) != "human")
-                return make_error(EINVAL, "--output must be 'human' or 'json', not '{}'",
-                                  p.arg());
-            break;
-        }
-    }
-    auto args = p.positional();
-    if (args.empty())
-        return make_error(EINVAL, "missing FILENAME");
-    if (args.size() > 1)
-        return make_error(EINVAL, "unexpected argument '{}'", args[1]);
-    a.filename = args[0];
-    return a;
-}
-
 struct Range {
     uint64_t start = 0, length = 0;
     int depth = 0;
@@ -126,7 +77,7 @@ Task<int> status_ranges(Layer& l, std::vector<Range>& out)
     co_return 0;
 }
 
-Task<int> map(Loop& loop, const MapArgs& a, const OpenOptions& o)
+Task<int> map(Loop& loop, const ImageArgs& a, const OpenOptions& o)
 {
     auto dev = co_await open_device(loop, a.filename, o);
     if (!dev) {
@@ -166,7 +117,9 @@ Task<int> map(Loop& loop, const MapArgs& a, const OpenOptions& o)
 
 int cmd_map(int argc, char** argv)
 {
-    auto args = parse_args(argc, argv);
+    auto args = parse_image_args(argc, argv, "", {}, [](int, const char*) -> Result<void> {
+        return {};
+    });
     if (!args)
         return usage_error("map", args.error(), kExitFailure);
     if (args->help) {
