@@ -391,7 +391,8 @@ Task<int> FvdLayer::base_read(uint64_t voff, const iovec* iov, int iovcnt)
 
 Task<int> FvdLayer::do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
 {
-    guest_io();
+    if (prefetch_running_)
+        guest_io();   // a clock read per request only while the prefetcher needs it
     uint64_t len = iov_length(iov, iovcnt);
     if (len == 0)
         co_return 0;
@@ -663,7 +664,8 @@ Task<int> FvdLayer::allocating_write(uint64_t first, uint64_t n, uint64_t off, c
 
 Task<int> FvdLayer::do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
 {
-    guest_io();
+    if (prefetch_running_)
+        guest_io();   // a clock read per request only while the prefetcher needs it
     uint64_t len = iov_length(iov, iovcnt);
     if (len == 0) {
         if (flags & kReqFua)
