@@ -15,7 +15,9 @@
 // the cost of a request, without the time other processes of a shared
 // machine take the CPU away.
 //
-// Usage: capi-cost [ROUNDS [OPS_PER_ROUND]]
+// Usage: capi-cost [ROUNDS [OPS_PER_ROUND [WAY]]]
+// WAY (cxx-workers, cxx-spawn or capi) runs that way alone, for a profiler
+// (`perf stat -e instructions:u`) to count what one way costs.
 #include <algorithm>
 #include <ctime>
 #include <cstdio>
@@ -152,8 +154,11 @@ int main(int argc, char** argv)
 {
     int rounds = argc > 1 ? std::atoi(argv[1]) : 21;
     uint64_t ops = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 500000;
-    if (rounds < 1 || ops < kDepth) {
-        std::fprintf(stderr, "usage: capi-cost [ROUNDS>=1 [OPS>=%d]]\n", kDepth);
+    std::string only = argc > 3 ? argv[3] : "";
+    if (rounds < 1 || ops < kDepth ||
+        (!only.empty() && only != "cxx-workers" && only != "cxx-spawn" && only != "capi")) {
+        std::fprintf(stderr, "usage: capi-cost [ROUNDS>=1 [OPS>=%d [cxx-workers|cxx-spawn|capi]]]\n",
+                     kDepth);
         return 2;
     }
 
@@ -180,6 +185,17 @@ int main(int argc, char** argv)
                 "request\n", kUri,
                 kDepth, static_cast<unsigned long long>(ops));
     std::printf("round  cxx-workers  cxx-spawn  capi\n");
+    if (!only.empty()) {
+        for (int r = 0; r < rounds; r++) {
+            double t = only == "capi"        ? run_capi(q, cbuf, ops)
+                       : only == "cxx-spawn" ? run_cxx_spawn(c, ops)
+                                             : run_cxx_workers(c, ops);
+            std::printf("%5d  %s %.1f\n", r + 1, only.c_str(), t);
+        }
+        coblk_destroy(dev);
+        c.loop->run(c.layer->close());
+        return 0;
+    }
     for (int r = 0; r < rounds; r++) {
         // Alternate the order so that neither side always runs first.
         double a, b, d;

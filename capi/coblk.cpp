@@ -40,9 +40,11 @@ struct coblk_queue {
     int index = 0;
     std::unique_ptr<Loop> loop;
     std::unique_ptr<Layer> layer;
-    // Completions not yet collected: [head, size()).
+    // Completions not yet collected: slots [head, tail) of `done`. Room for
+    // every request in flight is kept after `tail` (make_room), so that
+    // completing a request never allocates.
     std::vector<coblk_completion> done;
-    size_t head = 0;
+    uint32_t head = 0, tail = 0;
     int inflight = 0;
     bool polling = false;
 };
@@ -90,7 +92,7 @@ int check_dev(const coblk_device* dev, const char* fn, State want)
     return 0;
 }
 
-int check_queue(const coblk_queue* q, const char* fn)
+inline int check_queue(const coblk_queue* q, const char* fn)
 {
     if (!q)
         return fail(EINVAL, "{}: the queue handle is NULL", fn);
@@ -138,46 +140,88 @@ void close_queues(coblk_device* dev) noexcept
     }
 }
 
-// The request coroutine: runs one request to its end and queues its
-// completion. Started and resumed on the queue's loop only.
-// `iov` null: the request's one buffer is `one`, kept in the frame.
-detail::Detached run_request(coblk_queue* q, Op op, uint64_t off, const iovec* iov, int iovcnt,
-                             iovec one, uint64_t len, unsigned flags, void* user_data)
+// Makes room in `q->done` for one more request's completion beyond those
+// in flight: moves the uncollected ones to the front, or grows the array.
+// Throws std::bad_alloc (the entry point's guard turns it into -ENOMEM).
+[[gnu::noinline]] void make_room(coblk_queue* q)
+{
+    uint32_t waiting = q->tail - q->head;
+    if (q->head > 0) {
+        std::copy(q->done.begin() + q->head, q->done.begin() + q->tail, q->done.begin());
+        q->head = 0;
+        q->tail = waiting;
+    }
+    size_t need = size_t(waiting) + size_t(q->inflight) + 1;
+    if (q->done.size() < need)
+        q->done.resize(std::max<size_t>({need, 2 * q->done.size(), 64}));
+}
+
+// Records a request's completion. Never reallocates: submit() reserved
+// room for every request in flight.
+inline void complete(coblk_queue* q, void* user_data, int r) noexcept
+{
+    q->inflight--;
+    q->done[q->tail++] = coblk_completion{user_data, r, 0};
+}
+
+// The coroutines of reads and writes, the requests a VMM sends most: one
+// await and nothing else, and no more arguments than they need, so that
+// their frames and resumptions cost what the C++ interface's own do
+// (bench/capi_cost.cpp measures the difference). Started and resumed on
+// the queue's loop only. run_one's request has one buffer, kept in its
+// frame; run_vec's uses the caller's iovec array.
+template <bool Write>
+detail::Detached run_one(coblk_queue* q, uint64_t off, iovec one, unsigned flags, void* user_data)
 {
     int r;
-    if (!iov)
-        iov = &one;
     try {
         Layer* l = q->layer.get();
-        switch (op) {
-        case Op::Read:
-            r = co_await l->preadv(off, iov, iovcnt, 0);
-            break;
-        case Op::Write:
-            r = co_await l->pwritev(off, iov, iovcnt, flags);
-            break;
-        case Op::Flush:
-            r = co_await l->flush();
-            break;
-        case Op::Discard:
-            r = co_await l->discard(off, len);
-            break;
-        default:
-            r = co_await l->write_zeroes(off, len, flags);
-            break;
-        }
+        Task<int> t = Write ? l->pwritev(off, &one, 1, flags) : l->preadv(off, &one, 1, 0);
+        r = co_await std::move(t);
     } catch (...) {
         r = -ENOMEM;  // I/O paths return errors; only an allocation can throw
     }
-    q->inflight--;
-    // Never reallocates: submit() reserved room for every request in flight.
-    q->done.push_back(coblk_completion{user_data, r, 0});
+    complete(q, user_data, r);
+}
+
+template <bool Write>
+detail::Detached run_vec(coblk_queue* q, uint64_t off, const iovec* iov, int iovcnt,
+                         unsigned flags, void* user_data)
+{
+    int r;
+    try {
+        Layer* l = q->layer.get();
+        Task<int> t = Write ? l->pwritev(off, iov, iovcnt, flags) : l->preadv(off, iov, iovcnt, 0);
+        r = co_await std::move(t);
+    } catch (...) {
+        r = -ENOMEM;
+    }
+    complete(q, user_data, r);
+}
+
+// The coroutine of a flush, discard or write-zeroes request. Loop thread.
+detail::Detached run_other(coblk_queue* q, Op op, uint64_t off, uint64_t len, unsigned flags,
+                           void* user_data)
+{
+    int r;
+    try {
+        Layer* l = q->layer.get();
+        Task<int> t = op == Op::Flush     ? l->flush()
+                      : op == Op::Discard ? l->discard(off, len)
+                                          : l->write_zeroes(off, len, flags);
+        r = co_await std::move(t);
+    } catch (...) {
+        r = -ENOMEM;
+    }
+    complete(q, user_data, r);
 }
 
 // Validates and starts one request on `q`. 0 or -errno.
 // `single`: `iov` is the caller's one-entry array on its stack, copied
 // into the request.
-int submit(coblk_queue* q, const char* fn, Op op, uint64_t off, const iovec* iov, int iovcnt,
+// Inlined into each entry point, where `op` and `single` are constants and
+// the checks that do not apply fold away.
+[[gnu::always_inline]] inline int submit(coblk_queue* q, const char* fn, Op op, uint64_t off, const iovec* iov, int iovcnt,
            uint64_t len, void* user_data, uint32_t flags, bool single = false)
 {
     if (int r = check_queue(q, fn))
@@ -211,9 +255,8 @@ int submit(coblk_queue* q, const char* fn, Op op, uint64_t off, const iovec* iov
                         off, len, q->dev->uri, size);
     }
     // Reserve the completion slot now, so completing never allocates.
-    size_t need = q->done.size() + size_t(q->inflight) + 1;
-    if (q->done.capacity() < need)
-        q->done.reserve(std::max(need, 2 * q->done.capacity()));
+    if (q->tail + uint32_t(q->inflight) >= q->done.size())
+        make_room(q);
     q->inflight++;
     CurrentLoopScope scope(q->loop.get());
     unsigned f = 0;
@@ -221,12 +264,16 @@ int submit(coblk_queue* q, const char* fn, Op op, uint64_t off, const iovec* iov
         f |= kReqFua;
     if (flags & COBLK_REQ_NO_UNMAP)
         f |= kReqNoUnmap;
-    iovec one{};
-    if (single) {
-        one = *iov;
-        iov = nullptr;
-    }
-    run_request(q, op, off, iov, iovcnt, one, len, f, user_data);
+    if (single && op == Op::Read)
+        run_one<false>(q, off, *iov, f, user_data);
+    else if (single && op == Op::Write)
+        run_one<true>(q, off, *iov, f, user_data);
+    else if (op == Op::Read)
+        run_vec<false>(q, off, iov, iovcnt, f, user_data);
+    else if (op == Op::Write)
+        run_vec<true>(q, off, iov, iovcnt, f, user_data);
+    else
+        run_other(q, op, off, len, f, user_data);
     return 0;
 }
 
@@ -234,12 +281,10 @@ int submit(coblk_queue* q, const char* fn, Op op, uint64_t off, const iovec* iov
 int collect(coblk_queue* q, coblk_completion* out, int max)
 {
     int n = 0;
-    while (n < max && q->head < q->done.size())
+    while (n < max && q->head < q->tail)
         out[n++] = q->done[q->head++];
-    if (q->head == q->done.size()) {
-        q->done.clear();
-        q->head = 0;
-    }
+    if (q->head == q->tail)
+        q->head = q->tail = 0;
     return n;
 }
 
@@ -293,7 +338,7 @@ int coblk_set_str(struct coblk_device* dev, const char* name, const char* value)
             return fail(EINVAL, "property 'cache': '{}' is not none or writeback", v);
         dev->opts.cache = v;
     } else if (n == "read-only") {
-        bool b;
+        bool b = false;
         if (int r = parse_bool_value(name, value, &b))
             return r;
         dev->opts.read_only = b;

@@ -674,6 +674,71 @@ struct test {
     void (*fn)(void);
 };
 
+/* Completions collected a few at a time while more requests keep coming
+ * (bursts of 1..13, at most 3 collected per call, so uncollected ones pile
+ * up and are moved about inside the queue): every request completes
+ * exactly once, with its own user_data, result and data. */
+static void test_partial_collection(void)
+{
+    enum { N = 3000, SLOT = 512, SLOTS = 64 };
+    struct coblk_device *dev = open_started("memory://?size=1M", "", 1);
+    struct coblk_queue *q = coblk_get_queue(dev, 0);
+    static unsigned char seen[N];
+    static unsigned char bufs[SLOTS][SLOT];
+    static unsigned char rbuf[N][SLOT];
+    struct coblk_completion c[7];
+    int submitted = 0, completed = 0, bad = 0, i, n;
+
+    memset(seen, 0, sizeof seen);
+    for (i = 0; i < SLOTS; i++) {
+        memset(bufs[i], i + 1, SLOT);
+        CHECK(coblk_queue_write(q, (uint64_t)i * SLOT, bufs[i], SLOT, NULL, 0) == 0);
+    }
+    CHECK(coblk_queue_do_io(q, c, 0, 0, NULL) == 0); /* max 0: nothing collected */
+    CHECK(coblk_queue_drain(q) == 0);
+    n = 0;
+    while (n < SLOTS) {
+        int got = coblk_queue_do_io(q, c, 1, 7, NULL);
+        if (got <= 0)
+            break;
+        for (i = 0; i < got; i++)
+            bad += c[i].ret != 0 || c[i].user_data != NULL;
+        n += got;
+    }
+    CHECK(n == SLOTS);
+    while (completed < N) {
+        /* Submit a burst of 1..9 reads, then collect at most 7. */
+        int burst = 1 + (submitted * 7) % 13;
+        for (i = 0; i < burst && submitted < N; i++, submitted++)
+            CHECK(coblk_queue_read(q, (uint64_t)(submitted % SLOTS) * SLOT, rbuf[submitted],
+                                   SLOT, &seen[submitted], 0) == 0);
+        n = coblk_queue_do_io(q, c, submitted > completed ? 1 : 0, 3, NULL);
+        if (n < 0) {
+            CHECK(n >= 0);
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            unsigned char *tag = c[i].user_data;
+            long k = tag - seen;
+            if (k < 0 || k >= N || c[i].ret != 0 || *tag != 0 ||
+                memcmp(rbuf[k], bufs[k % SLOTS], SLOT) != 0)
+                bad++;
+            else
+                *tag = 1;
+        }
+        completed += n;
+    }
+    CHECK(bad == 0);
+    CHECK(completed == N && submitted == N);
+    for (i = 0; i < N; i++)
+        if (!seen[i])
+            bad++;
+    CHECK(bad == 0);
+    CHECK(coblk_queue_in_flight(q) == 0);
+    CHECK(coblk_queue_do_io(q, c, 0, 7, NULL) == 0);
+    coblk_destroy(dev);
+}
+
 static const struct test tests[] = {
     {"version", test_version_and_message},
     {"create_misuse", test_create_misuse},
@@ -689,6 +754,7 @@ static const struct test tests[] = {
     {"resize", test_resize},
     {"closed_device", test_closed_device},
     {"thread_local_message", test_thread_local_message},
+    {"partial_collection", test_partial_collection},
 };
 
 static void remove_scratch(void)
