@@ -223,7 +223,8 @@ Task<Result<void>> FvdLayer::load(bool read_only, const FvdBaseOpener* opener)
     if (int r = co_await read_region(c, hdr_.bitmap_offset, fvd::bitmap_bytes(hdr_), buf); r < 0)
         co_return make_error(-r, "cannot read the FVD bitmap: {}", std::strerror(-r));
     durable_ = fvd::Bitmap(hdr_.blocks());
-    durable_.bytes() = buf;
+    durable_.bytes() = std::move(buf);
+    buf = {};
     if (!durable_.tail_clean())
         co_return make_error(EINVAL, "FVD bitmap: bits are set past the last block ({})",
                              hdr_.blocks());
@@ -306,8 +307,11 @@ Task<Result<void>> FvdLayer::load(bool read_only, const FvdBaseOpener* opener)
 
 Task<int> FvdLayer::format(Layer& c, const fvd::Header& h)
 {
-    int r = co_await write_region(c, h.bitmap_offset, h.bitmap_size, nullptr, 0);
-    if (r < 0)
+    // The bitmap starts clear: zeroed without writing where the child can
+    // (a file's region then stays sparse), written otherwise.
+    int r = 0;
+    if (co_await c.write_zeroes(h.bitmap_offset, h.bitmap_size) != 0 &&
+        (r = co_await write_region(c, h.bitmap_offset, h.bitmap_size, nullptr, 0)) < 0)
         co_return r;
     if (h.compact()) {
         std::vector<uint8_t> t(h.table_size, 0xFF);

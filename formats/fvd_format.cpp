@@ -451,10 +451,18 @@ Result<void> apply_journal(const Replay& rep, Bitmap& bitmap, std::vector<uint32
     if (h.compact()) {
         unsigned per_chunk = unsigned(std::countr_zero(h.chunk_size) -
                                       std::countr_zero(h.block_size));
-        for (uint64_t b = 0; b < h.blocks(); b++)
-            if (bitmap.test(b) && table[b >> per_chunk] == kUnallocated)
+        uint64_t per = uint64_t(1) << per_chunk;
+        for (uint64_t c = 0; c < table.size(); c++) {
+            uint64_t first = c * per;
+            if (table[c] != kUnallocated || first >= h.blocks())
+                continue;
+            uint64_t n = std::min(per, h.blocks() - first);
+            if (bitmap.any(first, n)) {
+                uint64_t b = bitmap.test(first) ? first : first + bitmap.run(first, n);
                 return make_error(EINVAL, "FVD bitmap: block {} is in the image but its chunk "
-                                  "{} has no table entry", b, b >> per_chunk);
+                                  "{} has no table entry", b, c);
+            }
+        }
     }
     return {};
 }

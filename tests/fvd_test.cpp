@@ -213,6 +213,49 @@ TEST_CASE("fvd: journal records replay in order and a torn tail ends the journal
 
 // ------------------------------------------------------------------ images
 
+TEST_CASE("fvd: bitmap runs and counts and ranges agree with a bit-by-bit reference", "[fvd]")
+{
+    // The bitmap skips whole bytes and words; every answer is checked
+    // against a plain vector<bool> on random patterns with long runs.
+    std::mt19937_64 rng(7);
+    for (int round = 0; round < 200; round++) {
+        uint64_t bits = 1 + rng() % 3000;
+        fvd::Bitmap b(bits);
+        std::vector<bool> ref(bits, false);
+        for (int k = 0; k < 12; k++) {
+            uint64_t first = rng() % bits;
+            uint64_t n = rng() % (bits - first + 1);
+            b.set_range(first, n);
+            for (uint64_t i = first; i < first + n; i++)
+                ref[i] = true;
+        }
+        uint64_t count = 0;
+        for (uint64_t i = 0; i < bits; i++) {
+            REQUIRE(b.test(i) == ref[i]);
+            count += ref[i];
+        }
+        REQUIRE(b.count() == count);
+        for (int q = 0; q < 50; q++) {
+            uint64_t first = rng() % bits;
+            uint64_t max = 1 + rng() % (bits - first);
+            uint64_t run = 1;
+            while (run < max && ref[first + run] == ref[first])
+                run++;
+            bool all = true, any = false;
+            for (uint64_t i = first; i < first + max; i++) {
+                all = all && ref[i];
+                any = any || ref[i];
+            }
+            INFO("bits " << bits << " first " << first << " max " << max);
+            REQUIRE(b.run(first, max) == run);
+            REQUIRE(b.all(first, max) == all);
+            REQUIRE(b.any(first, max) == any);
+        }
+        REQUIRE(b.all(0, 0));
+        REQUIRE_FALSE(b.any(0, 0));
+    }
+}
+
 TEST_CASE("fvd: create, info fields and an empty image reads zeros", "[fvd]")
 {
     auto loop = make_loop();
