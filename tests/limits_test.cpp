@@ -1,9 +1,11 @@
 // Resource limits, each on the real thing: a file descriptor table that is
-// full (RLIMIT_NOFILE lowered, then filled) and an address space that is
-// full (RLIMIT_AS a little above current use, then filled).
+// full (RLIMIT_NOFILE lowered, then filled), an address space that is full
+// (RLIMIT_AS a little above current use, then filled), and a small tmpfs
+// that runs out of space under raw and FVD images (needs root: mount).
 // Each case: the request or open that hits the limit fails with a clear
 // errno (and message), and the images already open keep serving.
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "coblk.h"
+#include "formats/fvd.h"
 #include "helpers.h"
 #include "uri/open.h"
 
@@ -373,4 +376,183 @@ TEST_CASE("limits: out of memory, a request whose buffer or frame cannot be had 
     CHECK(read_file(c, 0, small2.size()) == small2);
     close_layer(*L, *la);
 #endif
+}
+
+namespace {
+
+// A tmpfs of `bytes` mounted on a new directory under /tmp, unmounted and
+// removed at scope exit. Needs root; fails the test saying so otherwise.
+class SmallTmpfs {
+public:
+    explicit SmallTmpfs(size_t bytes)
+    {
+        if (geteuid() != 0)
+            FAIL("the ENOSPC tests need root to mount a small tmpfs (CI runs them as root)");
+        char tmpl[] = "/tmp/coblk-limits-XXXXXX";
+        REQUIRE(mkdtemp(tmpl) != nullptr);
+        path_ = tmpl;
+        std::string opts = "size=" + std::to_string(bytes);
+        if (::mount("tmpfs", path_.c_str(), "tmpfs", 0, opts.c_str()) != 0) {
+            int e = errno;
+            ::rmdir(path_.c_str());
+            FAIL("mount -t tmpfs -o " << opts << " on " << path_ << ": " << std::strerror(e));
+        }
+    }
+    ~SmallTmpfs()
+    {
+        // io_uring may hold a closed file for a moment: retry, then detach.
+        for (int i = 0; i < 100 && ::umount2(path_.c_str(), 0) != 0 && errno == EBUSY; i++)
+            std::this_thread::yield();
+        ::umount2(path_.c_str(), MNT_DETACH);
+        ::rmdir(path_.c_str());
+    }
+    SmallTmpfs(const SmallTmpfs&) = delete;
+    SmallTmpfs& operator=(const SmallTmpfs&) = delete;
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+    std::string path_;
+};
+
+struct Shape {
+    const char* name;
+    const char* format;   // for create_image
+    const char* cache;
+    const char* compact;  // FVD only
+};
+
+} // namespace
+
+TEST_CASE("limits: a full file system fails writes with ENOSPC, keeps acknowledged data and "
+          "serves the rest", "[limits]")
+{
+    const Shape shapes[] = {
+        {"raw, cache=none", "raw", "none", nullptr},
+        {"raw, cache=writeback", "raw", "writeback", nullptr},
+        {"fvd compact, cache=none", "fvd", "none", "on"},
+        {"fvd not compact, cache=writeback", "fvd", "writeback", "off"},
+    };
+    const Shape& s = shapes[GENERATE(0, 1, 2, 3)];
+    INFO("shape: " << s.name);
+    SmallTmpfs fs(8 << 20);
+    const std::string img = fs.file("img");
+    const size_t kChunk = 256 << 10, kChunks = 64;  // 16 MiB of guest space on 8 MiB
+    auto L = make_loop();
+    CreateOptions co;
+    co.format = s.format;
+    co.size = kChunk * kChunks;
+    if (s.compact)
+        co.options = {{"compact", s.compact}};
+    must(sync_wait(*L, create_image(*L, img, co)), "create_image");
+    OpenOptions oo;
+    oo.cache = s.cache;
+    auto l = must(try_open(*L, img, oo), "open_device");
+
+    std::vector<std::vector<unsigned char>> ref(kChunks);
+    std::vector<int> res(kChunks, 1);
+    size_t acked = 0, nospc = 0, other = 0;
+    for (size_t i = 0; i < kChunks; i++) {
+        auto d = pattern(kChunk, uint32_t(10 + i));
+        res[i] = sync_pwrite(*L, *l, i * kChunk, d.data(), d.size());
+        if (res[i] == 0) {
+            ref[i] = std::move(d);
+            acked++;
+        } else if (res[i] == -ENOSPC) {
+            nospc++;
+        } else {
+            other++;
+            UNSCOPED_INFO("chunk " << i << ": " << res[i]);
+        }
+    }
+    INFO(acked << " chunks acknowledged, " << nospc << " ENOSPC, " << other << " other");
+    REQUIRE(acked > 0);
+    CHECK(nospc > 0);
+    CHECK(other == 0);
+
+    // Overwrites of space already allocated still work: a whole chunk, and
+    // an unaligned piece (read-modify-write under cache=none).
+    auto over = pattern(kChunk, 1000);
+    CHECK(sync_pwrite(*L, *l, 0, over.data(), over.size()) == 0);
+    ref[0] = over;
+    auto piece = pattern(1000, 1001);
+    CHECK(sync_pwrite(*L, *l, 1, piece.data(), piece.size()) == 0);
+    std::memcpy(ref[0].data() + 1, piece.data(), piece.size());
+
+    std::vector<unsigned char> back(kChunk);
+    for (size_t i = 0; i < kChunks; i++) {
+        if (ref[i].empty())
+            continue;
+        INFO("reading chunk " << i << " on the open image");
+        REQUIRE(sync_pread(*L, *l, i * kChunk, back.data(), kChunk) == 0);
+        CHECK_BYTES(back.data(), ref[i].data(), kChunk, i * kChunk);
+    }
+    int fr = sync_wait(*L, l->flush());
+    INFO("flush: " << fr);
+    CHECK(fr == 0);
+    close_layer(*L, *l);
+    l.reset();
+
+    // After reopening, every acknowledged write reads back.
+    auto l2 = must(try_open(*L, img, oo), "reopen after ENOSPC");
+    for (size_t i = 0; i < kChunks; i++) {
+        if (ref[i].empty())
+            continue;
+        INFO("reading chunk " << i << " after reopening");
+        REQUIRE(sync_pread(*L, *l2, i * kChunk, back.data(), kChunk) == 0);
+        CHECK_BYTES(back.data(), ref[i].data(), kChunk, i * kChunk);
+    }
+    close_layer(*L, *l2);
+    l2.reset();
+
+    if (std::string(s.format) == "fvd") {
+        const char* tool = std::getenv("COBLK_IMG");
+        if (!tool)
+            FAIL("COBLK_IMG is not set (meson test 'limits' sets it to coblk-img's path)");
+        auto r = shell(std::string(tool) + " check " + img + " 2>&1");
+        INFO("coblk-img check: " << r.out);
+        CHECK(r.status == 0);
+    }
+}
+
+TEST_CASE("limits: a full file system gives C API completions -ENOSPC", "[limits]")
+{
+    SmallTmpfs fs(4 << 20);
+    const std::string img = fs.file("img");
+    make_sparse_file(img, 8 << 20);
+    CapiDevice dev;
+    REQUIRE(dev.start(img, "none") == 0);
+    coblk_queue* q = dev.queue();
+    REQUIRE(q);
+    const size_t kChunk = 128 << 10, kChunks = 64;
+    std::vector<std::vector<unsigned char>> ref(kChunks);
+    size_t acked = 0, nospc = 0, other = 0;
+    for (size_t i = 0; i < kChunks; i++) {
+        auto d = pattern(kChunk, uint32_t(50 + i));
+        int r = capi_write(q, i * kChunk, d.data(), d.size());
+        if (r == 0) {
+            ref[i] = std::move(d);
+            acked++;
+        } else if (r == -ENOSPC) {
+            nospc++;
+        } else {
+            other++;
+            UNSCOPED_INFO("chunk " << i << ": " << r << " " << coblk_get_error_msg());
+        }
+    }
+    INFO(acked << " acknowledged, " << nospc << " ENOSPC, " << other << " other");
+    REQUIRE(acked > 0);
+    CHECK(nospc > 0);
+    CHECK(other == 0);
+    auto over = pattern(kChunk, 2000);
+    CHECK(capi_write(q, 0, over.data(), over.size()) == 0);
+    ref[0] = over;
+    std::vector<unsigned char> back(kChunk);
+    for (size_t i = 0; i < kChunks; i++) {
+        if (ref[i].empty())
+            continue;
+        INFO("chunk " << i);
+        REQUIRE(capi_read(q, i * kChunk, back.data(), kChunk) == 0);
+        CHECK_BYTES(back.data(), ref[i].data(), kChunk, i * kChunk);
+        CHECK(read_file(img, off_t(i * kChunk), kChunk) == ref[i]);
+    }
 }
