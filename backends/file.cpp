@@ -104,8 +104,9 @@ Task<int> FileLayer::do_discard(uint64_t off, uint64_t len)
 
 // Zeroes by punching a hole (the default) or by FALLOC_FL_ZERO_RANGE
 // (kReqNoUnmap), falling back to ZERO_RANGE and then to writing zero buffers
-// where the file system refuses. A range past EOF first extends the file.
-// Returns 0 or -errno.
+// where the file system refuses. A range past EOF first extends the file;
+// with kReqNoUnmap the new tail is allocated too (a hole would need space
+// later, when the file system may be full). Returns 0 or -errno.
 Task<int> FileLayer::do_write_zeroes(uint64_t off, uint64_t len, unsigned flags)
 {
     if (len == 0)
@@ -120,9 +121,11 @@ Task<int> FileLayer::do_write_zeroes(uint64_t off, uint64_t len, unsigned flags)
         });
         if (r < 0)
             co_return r;
-        if (off >= size_)
-            co_return 0;  // the new tail of the file is a hole
-        end = size_;
+        if (!(flags & kReqNoUnmap)) {
+            if (off >= size_)
+                co_return 0;  // the new tail of the file is a hole
+            end = size_;
+        }
     }
     if (!(flags & kReqNoUnmap) && punch_ok_) {
         int r = co_await loop_.fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -216,7 +217,8 @@ detail::Detached run_other(coblk_queue* q, Op op, uint64_t off, uint64_t len, un
     complete(q, user_data, r);
 }
 
-// Validates and starts one request on `q`. 0 or -errno.
+// Validates and starts one request on `q`. 0 or -errno; -ENOMEM when the
+// request's frame cannot be allocated (then no completion will come).
 // `single`: `iov` is the caller's one-entry array on its stack, copied
 // into the request.
 // Inlined into each entry point, where `op` and `single` are constants and
@@ -264,16 +266,23 @@ detail::Detached run_other(coblk_queue* q, Op op, uint64_t off, uint64_t len, un
         f |= kReqFua;
     if (flags & COBLK_REQ_NO_UNMAP)
         f |= kReqNoUnmap;
-    if (single && op == Op::Read)
-        run_one<false>(q, off, *iov, f, user_data);
-    else if (single && op == Op::Write)
-        run_one<true>(q, off, *iov, f, user_data);
-    else if (op == Op::Read)
-        run_vec<false>(q, off, iov, iovcnt, f, user_data);
-    else if (op == Op::Write)
-        run_vec<true>(q, off, iov, iovcnt, f, user_data);
-    else
-        run_other(q, op, off, len, f, user_data);
+    try {
+        if (single && op == Op::Read)
+            run_one<false>(q, off, *iov, f, user_data);
+        else if (single && op == Op::Write)
+            run_one<true>(q, off, *iov, f, user_data);
+        else if (op == Op::Read)
+            run_vec<false>(q, off, iov, iovcnt, f, user_data);
+        else if (op == Op::Write)
+            run_vec<true>(q, off, iov, iovcnt, f, user_data);
+        else
+            run_other(q, op, off, len, f, user_data);
+    } catch (const std::bad_alloc&) {
+        // No frame for the request: it never started and has no completion.
+        q->inflight--;
+        return fail(ENOMEM, "{}: out of memory for the request on '{}' (offset {}, {} bytes)",
+                    fn, q->dev->uri, off, len);
+    }
     return 0;
 }
 

@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 namespace coblk {
 
 // Every request passes the same gate: refused after close, refused when it
 // would write to a read-only layer or reach past the end of a layer that
 // cannot grow, and counted while in flight so that close() can wait for it.
-// A growable layer's size follows its completed writes.
+// A growable layer's size follows its completed writes. Memory that runs
+// out below the gate (a callee's frame, a vector, a buffer allocated with
+// new) fails the request with -ENOMEM, and the in-flight count stays right.
 #define COBLK_GATED(write, off, len, call)                                   \
     do {                                                                     \
         if (closed_)                                                         \
@@ -19,7 +22,12 @@ namespace coblk {
         if (end_ < off_ || (!growable_ && end_ > size_))                     \
             co_return -EINVAL;                                               \
         inflight_.add();                                                     \
-        int r_ = co_await call;                                              \
+        int r_;                                                              \
+        try {                                                                \
+            r_ = co_await call;                                              \
+        } catch (const std::bad_alloc&) {                                    \
+            r_ = -ENOMEM; /* a frame or buffer below could not be had */     \
+        }                                                                    \
         inflight_.done();                                                    \
         if ((write) && r_ == 0 && growable_ && end_ > size_)                 \
             size_ = end_;                                                    \

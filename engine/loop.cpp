@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
 
 namespace coblk {
 namespace {
@@ -37,7 +38,12 @@ void detail::Detached::promise_type::unhandled_exception() noexcept
 
 Result<std::unique_ptr<Loop>> Loop::create(unsigned entries, bool any_thread)
 {
-    std::unique_ptr<Loop> loop(new Loop());
+    std::unique_ptr<Loop> loop;
+    try {
+        loop.reset(new Loop());
+    } catch (const std::system_error& e) {  // the inbox's eventfd (EMFILE, ENFILE, ENOMEM)
+        return make_error(e.code().value(), "cannot create a loop: {}", e.what());
+    }
     // Completions are only reaped at the loop's own turns, so the kernel need
     // not interrupt the thread to post them: with DEFER_TASKRUN (Linux 6.1+)
     // it posts them when the loop asks for events, in one batch; it needs

@@ -319,8 +319,10 @@ Task<int> FvdLayer::format(Layer& c, const fvd::Header& h)
             co_return r;
     }
     // The journal starts zeroed, so that records of an image that lived
-    // here before cannot be taken for ours.
-    if (co_await c.write_zeroes(h.journal_offset, h.journal_size) != 0) {
+    // here before cannot be taken for ours, and allocated (kReqNoUnmap), so
+    // that a full file system cannot refuse a journal record later: the
+    // data of acknowledged writes would be lost with it.
+    if (co_await c.write_zeroes(h.journal_offset, h.journal_size, kReqNoUnmap) != 0) {
         for (uint64_t at = 0; at < h.journal_size; at += 1 << 20) {
             uint64_t n = std::min<uint64_t>(1 << 20, h.journal_size - at);
             if ((r = co_await write_region(c, h.journal_offset + at, n, nullptr, 0)) < 0)

@@ -585,6 +585,30 @@ TEST_CASE("file: write_zeroes reads back zeros", "[file]")
     }
 }
 
+TEST_CASE("file: write_zeroes with kReqNoUnmap past EOF allocates the new tail", "[file]")
+{
+    auto mode = GENERATE(CacheMode::Writeback, CacheMode::None);
+    INFO(mode_name(mode));
+    ScratchDir dir;
+    std::string path = make_pattern_file(dir, "img", 8192, 1);
+    auto loop = make_loop();
+    Loop& L = *loop;
+    auto f = open_file(L, path, mode);
+    // What FVD relies on for its journal: space taken now cannot be refused
+    // by a full file system later.
+    REQUIRE(sync_wait(L, f->write_zeroes(4096, 1 << 20, kReqNoUnmap)) == 0);
+    CHECK(f->size() == 4096 + (1 << 20));
+    close_layer(L, *f);
+    fsync_path(path);
+    CHECK(file_size(path) == off_t(4096 + (1 << 20)));
+    INFO("allocated: " << file_allocated(path));
+    CHECK(file_allocated(path) >= int64_t(4096 + (1 << 20)));
+    auto disk = read_whole_file(path);
+    auto want = pattern(4096, 1);
+    CHECK_BYTES(disk.data(), want.data(), 4096, 0);
+    CHECK(all_bytes(disk.data() + 4096, 1 << 20, 0));
+}
+
 TEST_CASE("file: write_zeroes and writes past EOF grow the file", "[file]")
 {
     auto mode = GENERATE(CacheMode::Writeback, CacheMode::None);

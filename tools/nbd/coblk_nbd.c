@@ -613,7 +613,7 @@ int main(int argc, char **argv)
     const char *cache = NULL;
     struct server s;
     struct sigaction sa;
-    int opt, lfd, read_only = 0, rc = 0;
+    int opt, lfd, read_only = 0, rc = 0, accept_starved = 0;
     uint64_t size = 0;
     bool ro = false;
 
@@ -693,6 +693,12 @@ int main(int argc, char **argv)
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.idle, NULL);
     s.slot_busy = calloc((size_t)s.shared, sizeof *s.slot_busy);
+    if (!s.slot_busy) {
+        fprintf(stderr, "coblk-nbd: out of memory\n");
+        close(lfd);
+        coblk_destroy(s.dev);
+        return 1;
+    }
 
     for (;;) {
         struct pollfd p[2];
@@ -711,8 +717,20 @@ int main(int argc, char **argv)
         if (!(p[0].revents & POLLIN))
             continue;
         cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (cfd < 0)
+        if (cfd < 0) {
+            /* Out of descriptors or memory: the connection stays queued and
+             * the socket stays readable, so wait a little (or for the stop
+             * pipe) instead of spinning; say so once per episode. */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                if (!accept_starved)
+                    fprintf(stderr, "coblk-nbd: cannot accept a client: %s (retrying)\n",
+                            strerror(errno));
+                accept_starved = 1;
+                poll(&p[1], 1, 100);
+            }
             continue;
+        }
+        accept_starved = 0;
         pthread_mutex_lock(&s.mu);
         for (i = 0; i < s.shared; i++)
             if (!s.slot_busy[i]) {
@@ -732,6 +750,15 @@ int main(int argc, char **argv)
             struct client *c = calloc(1, sizeof *c);
             pthread_t t;
             int one = 1;
+            if (!c) {
+                fprintf(stderr, "coblk-nbd: no memory for a client; closing it\n");
+                close(cfd);
+                pthread_mutex_lock(&s.mu);
+                s.slot_busy[slot] = 0;
+                s.active--;
+                pthread_mutex_unlock(&s.mu);
+                continue;
+            }
             /* A client that stops reading its replies fails a send after
              * 30 s instead of holding the server forever. */
             struct timeval send_timeout = {30, 0};
