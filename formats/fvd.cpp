@@ -307,10 +307,11 @@ Task<Result<void>> FvdLayer::load(bool read_only, const FvdBaseOpener* opener)
 
 Task<int> FvdLayer::format(Layer& c, const fvd::Header& h)
 {
-    // The bitmap starts clear: zeroed without writing where the child can
-    // (a file's region then stays sparse), written otherwise.
+    // The bitmap starts clear: zeroed without writing data where the child
+    // can, but allocated (kReqNoUnmap) like the journal below, so that a
+    // full file system cannot refuse the bitmap's write-back later.
     int r = 0;
-    if (co_await c.write_zeroes(h.bitmap_offset, h.bitmap_size) != 0 &&
+    if (co_await c.write_zeroes(h.bitmap_offset, h.bitmap_size, kReqNoUnmap) != 0 &&
         (r = co_await write_region(c, h.bitmap_offset, h.bitmap_size, nullptr, 0)) < 0)
         co_return r;
     if (h.compact()) {
