@@ -13,6 +13,9 @@
 namespace coblk {
 
 struct InboxItem {
+    // User-provided, so that the type is not a POD and a derived type may
+    // put small members in its tail padding (UringOp keeps its size).
+    InboxItem() noexcept {}
     InboxItem* next = nullptr;
     std::coroutine_handle<> waiter;
     bool loop_op = false;  // a UringOp a worker ran for a loop without io_uring

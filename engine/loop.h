@@ -39,11 +39,11 @@ class Loop;
 // runs it and hands it back through the inbox (hence the InboxItem base,
 // whose `next` also links it while it is queued for ring space).
 struct UringOp : InboxItem {
+    uint8_t opcode = 0;  // opcode and res first: they fit in the base's padding
+    int res = 0;
     Loop* loop = nullptr;
     void (*on_complete)(UringOp*) = nullptr;  // for the loop's internal ops
-    int res = 0;
 
-    uint8_t opcode = 0;
     int fd = -1;
     uint64_t addr = 0;
     uint32_t len = 0;
