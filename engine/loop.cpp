@@ -262,10 +262,6 @@ void Loop::submit_early(uint8_t opcode) noexcept
 
 void Loop::fill_sq() noexcept
 {
-    if (!uring_) [[unlikely]] {
-        fill_workers();
-        return;
-    }
     while (queued_head_) {
         UringOp* op = queued_head_;
         if (!put_sqe(op))
