@@ -266,8 +266,10 @@ void Loop::arm_timerfd() noexcept
 }
 
 // Before the loop's memory goes: waits until every operation a worker holds
-// has come back (as io_uring_queue_exit waits for the ring's requests), without
-// resuming anyone, then closes the fallback's fds. The destructor's thread.
+// has come back, without resuming anyone, then closes the fallback's fds.
+// (A ring's exit cancels what it holds; a worker's system call cannot be
+// cancelled, so a loop destroyed with a read of an idle pipe out would wait
+// for it. File I/O ends by itself.) The destructor's thread.
 void Loop::wait_workers_at_exit() noexcept
 {
     while (inflight_ > 0) {
