@@ -9,7 +9,8 @@
 namespace coblk {
 namespace {
 
-// Worker threads start on first use and are joined at process exit.
+// Worker threads start when a job finds none idle, and are joined at process
+// exit.
 class WorkerPool {
 public:
     static WorkerPool& instance()
@@ -18,13 +19,24 @@ public:
         return pool;
     }
 
+    // Queues `job`, starting a thread when none is idle. Throws (and keeps
+    // nothing) only when the job cannot be queued or no thread can run it.
     void submit(std::function<void()> job)
     {
         {
             std::lock_guard<std::mutex> g(mu_);
             jobs_.push_back(std::move(job));
-            if (idle_ == 0 && threads_.size() < kMaxThreads)
-                threads_.emplace_back([this] { work(); });
+            if (idle_ == 0 && threads_.size() < kMaxThreads) {
+                try {
+                    threads_.emplace_back([this] { work(); });
+                } catch (...) {
+                    // The threads there are will get to it; with none, give up.
+                    if (threads_.empty()) {
+                        jobs_.pop_back();
+                        throw;
+                    }
+                }
+            }
         }
         cv_.notify_one();
     }
@@ -41,7 +53,10 @@ public:
     }
 
 private:
-    static constexpr size_t kMaxThreads = 8;
+    // Up to 64 threads, as QEMU's thread pool: besides the occasional
+    // blocking call, a loop without io_uring runs all its file I/O here
+    // (engine/loop_workers.cpp), up to its queue depth at once.
+    static constexpr size_t kMaxThreads = 64;
 
     void work()
     {

@@ -1,7 +1,7 @@
 // Blocking system calls (ioctls that may sleep, ftruncate, fallocate on some
-// file systems) run on a small process-wide pool of worker threads; the
-// awaiting coroutine is resumed on its own loop through the inbox, like a
-// completion from libgfapi or librados.
+// file systems), and the file I/O of a loop without io_uring, run on a
+// process-wide pool of worker threads; the awaiting coroutine is resumed on
+// its own loop through the inbox, like a completion from libgfapi or librados.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,8 @@
 
 namespace coblk {
 
-// Queues `job` on the worker pool; never blocks. Any thread.
+// Queues `job` on the worker pool; never blocks. Throws when the job cannot
+// be queued (no memory, or no thread could be started at all). Any thread.
 void submit_blocking(std::function<void()> job);
 
 // Runs `fn()` (returning >= 0 or -errno) on a worker thread and returns its

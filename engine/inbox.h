@@ -1,8 +1,9 @@
 // The inbox: how a completion that arrives on a foreign thread (libgfapi,
 // librados, a worker) is handed back to the loop that owns the waiting
 // coroutine. Producers push onto a lock-free stack and signal an eventfd on
-// the empty -> non-empty transition; the loop reads that eventfd through its
-// own io_uring and resumes each waiter on its own thread, exactly once.
+// the empty -> non-empty transition; the loop reads that eventfd (through its
+// own io_uring, or with ppoll when it runs without one) and resumes each
+// waiter on its own thread, exactly once.
 #pragma once
 
 #include <atomic>
@@ -12,8 +13,12 @@
 namespace coblk {
 
 struct InboxItem {
+    // User-provided, so that the type is not a POD and a derived type may
+    // put small members in its tail padding (UringOp keeps its size).
+    InboxItem() noexcept {}
     InboxItem* next = nullptr;
     std::coroutine_handle<> waiter;
+    bool loop_op = false;  // a UringOp a worker ran for a loop without io_uring
 };
 
 class Inbox {

@@ -3,9 +3,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <system_error>
 
 namespace coblk {
@@ -36,13 +40,59 @@ void detail::Detached::promise_type::unhandled_exception() noexcept
     std::terminate();
 }
 
+namespace {
+
+// What COBLK_IO_URING asks for: io_uring if it works, always, or never.
+enum class UringMode { Auto, On, Off };
+
+Result<UringMode> uring_mode_from_env()
+{
+    const char* v = std::getenv("COBLK_IO_URING");
+    if (!v || !*v || std::strcmp(v, "auto") == 0)
+        return UringMode::Auto;
+    if (std::strcmp(v, "on") == 0)
+        return UringMode::On;
+    if (std::strcmp(v, "off") == 0)
+        return UringMode::Off;
+    return make_error(EINVAL, "invalid COBLK_IO_URING='{}' in the environment: expected on, off "
+                      "or auto", v);
+}
+
+// io_uring_setup errors that mean "not here" rather than "not now":
+// seccomp (ENOSYS, EPERM), kernel.io_uring_disabled (EPERM), LSMs (EACCES),
+// the locked-memory limit of kernels before 5.12 (ENOMEM).
+bool uring_unavailable(int err)
+{
+    return err == ENOSYS || err == EPERM || err == EACCES || err == ENOMEM;
+}
+
+// Prints the fallback's warning, once per process. Any thread.
+void warn_no_uring(const char* reason)
+{
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true))
+        std::fprintf(stderr, "coblk: io_uring unavailable (%s); using worker threads for file "
+                     "I/O\n", reason);
+}
+
+} // namespace
+
 Result<std::unique_ptr<Loop>> Loop::create(unsigned entries, bool any_thread)
 {
+    auto mode = uring_mode_from_env();
+    if (!mode.ok())
+        return mode.error();
     std::unique_ptr<Loop> loop;
     try {
         loop.reset(new Loop());
     } catch (const std::system_error& e) {  // the inbox's eventfd (EMFILE, ENFILE, ENOMEM)
         return make_error(e.code().value(), "cannot create a loop: {}", e.what());
+    }
+    if (*mode == UringMode::Off) {
+        if (auto r = loop->init_workers(entries); !r.ok())
+            return r.error();
+        warn_no_uring("COBLK_IO_URING=off");
+        return loop;
     }
     // Completions are only reaped at the loop's own turns, so the kernel need
     // not interrupt the thread to post them: with DEFER_TASKRUN (Linux 6.1+)
@@ -65,8 +115,17 @@ Result<std::unique_ptr<Loop>> Loop::create(unsigned entries, bool any_thread)
         if (r != -EINVAL)
             break;
     }
+    if (r < 0 && *mode == UringMode::Auto && uring_unavailable(-r)) {
+        if (auto w = loop->init_workers(entries); !w.ok())
+            return w.error();
+        std::string reason = fmt::format("{} from io_uring_setup", std::strerror(-r));
+        warn_no_uring(reason.c_str());
+        return loop;
+    }
     if (r < 0)
-        return make_error(-r, "io_uring_setup({} entries) failed: {}", entries, std::strerror(-r));
+        return make_error(-r, "io_uring_setup({} entries) failed: {}{}", entries,
+                          std::strerror(-r),
+                          *mode == UringMode::On ? " (COBLK_IO_URING=on)" : "");
     loop->defer_taskrun_ = p.flags & IORING_SETUP_DEFER_TASKRUN;
     loop->ring_disabled_ = p.flags & IORING_SETUP_R_DISABLED;
     loop->ring_ready_ = true;
@@ -86,6 +145,8 @@ Loop::~Loop()
 {
     if (ring_ready_)
         io_uring_queue_exit(&ring_);
+    if (!uring_)
+        wait_workers_at_exit();
 }
 
 static UringOp make_op(Loop* loop, uint8_t opcode, int fd, uint64_t addr, uint32_t len,
@@ -146,6 +207,10 @@ void Loop::spawn(Task<void> t)
 // Puts `op` into the ring, or queues it while the completion ring is full.
 void Loop::queue(UringOp* op) noexcept
 {
+    if (!uring_) [[unlikely]] {
+        queue_worker(op);
+        return;
+    }
     if (queued_head_ == nullptr && put_sqe(op)) {
         submit_early(op->opcode);
         return;
@@ -207,7 +272,7 @@ void Loop::fill_sq() noexcept
         UringOp* op = queued_head_;
         if (!put_sqe(op))
             return;
-        queued_head_ = op->next;
+        queued_head_ = static_cast<UringOp*>(op->next);
         if (!queued_head_)
             queued_tail_ = nullptr;
     }
@@ -232,7 +297,10 @@ void Loop::drain_inbox() noexcept
 {
     for (InboxItem* it = inbox_.take_all(); it;) {
         InboxItem* next = it->next;  // `it` may be freed by the resumption
-        foreign_pending_--;
+        if (it->loop_op) [[unlikely]]
+            inflight_--;  // a worker ran it: the loop has no io_uring
+        else
+            foreign_pending_--;
         it->waiter.resume();
         it = next;
     }
@@ -274,6 +342,8 @@ void Loop::run_ready()
 
 bool Loop::run_once(bool block, const __kernel_timespec* timeout)
 {
+    if (!uring_) [[unlikely]]
+        return run_once_workers(block, timeout);
     CurrentLoopScope scope(this);
     if (ring_disabled_) {
         // liburing 2.3 declares io_uring_enable_rings() but does not export it.
@@ -325,6 +395,10 @@ bool Loop::run_once(bool block, const __kernel_timespec* timeout)
 
 void Loop::settle() noexcept
 {
+    if (!uring_) [[unlikely]] {
+        settle_workers();
+        return;
+    }
     // A turn's last step (reaping) can resume coroutines that post others
     // or start new operations (a read-modify-write's write, the re-armed
     // inbox read): turn until nothing is runnable. The bound only guards

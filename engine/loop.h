@@ -8,6 +8,12 @@
 // of every inbox item handed over by foreign threads. Writes are submitted
 // as they come and other operations in groups of four (submit_early: what
 // was measured fastest on these machines' disks).
+//
+// Without io_uring (io_uring_setup refused: seccomp, kernel.io_uring_disabled,
+// RLIMIT_MEMLOCK; or COBLK_IO_URING=off) the same loop runs each operation
+// on the worker pool of engine/blocking.h, which completes it through the
+// inbox, keeps timeouts in a heap of its own, and blocks in ppoll on the
+// inbox eventfd (see Loop::create).
 #pragma once
 
 #include <linux/time_types.h>
@@ -29,15 +35,15 @@ namespace coblk {
 class Loop;
 
 // One io_uring operation awaited by a coroutine. It lives in the awaiting
-// coroutine's frame; sqe.user_data points at it.
-struct UringOp {
-    Loop* loop = nullptr;
-    std::coroutine_handle<> waiter;
-    void (*on_complete)(UringOp*) = nullptr;  // for the loop's internal ops
-    UringOp* next = nullptr;                  // while queued for ring space
+// coroutine's frame; sqe.user_data points at it. Without io_uring a worker
+// runs it and hands it back through the inbox (hence the InboxItem base,
+// whose `next` also links it while it is queued for ring space).
+struct UringOp : InboxItem {
+    uint8_t opcode = 0;  // opcode and res first: they fit in the base's padding
     int res = 0;
+    Loop* loop = nullptr;
+    void (*on_complete)(UringOp*) = nullptr;  // for the loop's internal ops
 
-    uint8_t opcode = 0;
     int fd = -1;
     uint64_t addr = 0;
     uint32_t len = 0;
@@ -77,12 +83,17 @@ struct ForeignAwaiter : ForeignCompletion {
 
 class Loop {
 public:
-    // Creates a loop with an io_uring of `entries` submission slots. Fails
-    // with the errno of io_uring_setup and a message when io_uring is
-    // unavailable. Any thread; the loop then belongs to the thread running it,
-    // unless `any_thread`: then its ring is set up without SINGLE_ISSUER and
+    // Creates a loop with an io_uring of `entries` submission slots. Any
+    // thread; the loop then belongs to the thread running it, unless
+    // `any_thread`: then its ring is set up without SINGLE_ISSUER and
     // DEFER_TASKRUN, and any thread may run it, one at a time (the C API's
     // queues, which a VMM may hand from thread to thread).
+    // When io_uring_setup fails with ENOSYS, EPERM, EACCES or ENOMEM, or the
+    // environment says COBLK_IO_URING=off, the loop runs its operations on
+    // worker threads instead, and the first such loop of the process prints
+    // one warning on stderr. COBLK_IO_URING=on makes io_uring required.
+    // Fails naming the culprit: another io_uring_setup error, a bad
+    // COBLK_IO_URING value, or no eventfd (for the inbox), timerfd or epoll fd.
     static Result<std::unique_ptr<Loop>> create(unsigned entries = 256, bool any_thread = false);
     ~Loop();
     Loop(const Loop&) = delete;
@@ -127,8 +138,14 @@ public:
 
     unsigned sq_entries() const noexcept { return sq_entries_; }
     // The ring's fd: polls readable when completions wait to be reaped.
-    int ring_fd() const noexcept { return ring_.ring_fd; }
+    // Without io_uring an epoll fd over the inbox eventfd and a timerfd for
+    // the nearest timeout, with the same meaning after settle().
+    int ring_fd() const noexcept { return uring_ ? ring_.ring_fd : poll_fd_; }
+    // System calls the loop's thread made for I/O: io_uring_enter, or without
+    // io_uring the waits, eventfd reads and timer settings (not the workers').
     uint64_t syscalls() const noexcept { return syscalls_; }
+    // False when the loop runs its operations on worker threads.
+    bool uses_io_uring() const noexcept { return uring_; }
 
 private:
     friend struct UringOp;
@@ -150,6 +167,19 @@ private:
     static void on_inbox_read(UringOp* op);
     [[noreturn]] void stalled();
 
+    // Without io_uring (engine/loop_workers.cpp).
+    Result<void> init_workers(unsigned entries);
+    void queue_worker(UringOp* op) noexcept;
+    void fill_workers() noexcept;
+    void dispatch(UringOp* op) noexcept;
+    bool run_once_workers(bool block, const __kernel_timespec* timeout);
+    void settle_workers() noexcept;
+    void clear_eventfd() noexcept;
+    bool timer_due() const noexcept;
+    void fire_timers() noexcept;
+    void arm_timerfd() noexcept;
+    void wait_workers_at_exit() noexcept;
+
     io_uring ring_{};
     bool ring_ready_ = false;
     unsigned sq_entries_ = 0;
@@ -166,6 +196,21 @@ private:
     uint64_t syscalls_ = 0;
     bool defer_taskrun_ = false;  // completions are posted only when we ask for events
     bool ring_disabled_ = false;  // enabled by the first run_once, on the loop's thread
+
+    // Without io_uring: ops run by workers count in inflight_; timeouts wait
+    // in a min-heap by deadline (then arrival); ring_fd() is poll_fd_.
+    struct Timer {
+        int64_t deadline_ns;
+        uint64_t seq;
+        SleepOp* op;
+    };
+    bool uring_ = true;
+    std::vector<Timer> timers_;
+    std::vector<SleepOp*> due_;
+    uint64_t timer_seq_ = 0;
+    int64_t timer_armed_ns_ = 0;  // the timerfd's deadline, 0 when disarmed
+    int timer_fd_ = -1;
+    int poll_fd_ = -1;
 };
 
 // Makes `loop` the current loop of this thread for the scope's life.

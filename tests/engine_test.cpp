@@ -610,7 +610,11 @@ TEST_CASE("concurrent reads are submitted in batches", "[engine]")
     CHECK_BYTES(got.data(), data.data(), data.size(), 0);
     INFO("io_uring_enter calls for " << kN << " reads: " << used);
     CHECK(used >= 1);
-    CHECK(used <= 32);
+    // Batching is the ring's: without io_uring (COBLK_IO_URING=off) each
+    // read is a worker's system call and the loop's count follows how the
+    // completions happen to arrive, so only the ring has a bound to check.
+    if (L.uses_io_uring())
+        CHECK(used <= 32);
 }
 
 TEST_CASE("Inbox hands items over oldest first, each once", "[engine]")

@@ -25,7 +25,8 @@
 
 namespace coblk::test {
 
-// A new loop; fails the test when io_uring is unavailable.
+// A new loop (io_uring, or worker threads without it); fails the test when
+// Loop::create fails.
 std::unique_ptr<Loop> make_loop(unsigned entries = 256);
 
 // Unwraps a Result, failing the test with its message when it is an error.
