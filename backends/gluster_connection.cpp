@@ -94,6 +94,15 @@ bool host_resolves(const std::string& host, std::string& why)
     return false;
 }
 
+// Held from glfs_new to glfs_init: glfs_new and glfs_set_logging call
+// setlocale (in gf_log_init), which is not thread-safe, and TSan saw two
+// concurrent opens race inside it. None of those calls waits on the network.
+std::mutex& setup_mutex()
+{
+    static std::mutex m;
+    return m;
+}
+
 // Creates, configures and initialises a glfs_t for `race->server`. Runs on
 // its own detached thread; may block forever inside glfs_init (frozen
 // glusterd). Completes the opener with 0 or -errno unless the watchdog has
@@ -109,7 +118,8 @@ void init_thread(std::shared_ptr<InitRace> race)
         err = EHOSTUNREACH;
         race->stage = "resolving the host";
         race->resolve_error = why;
-    } else if (!(fs = glfs_new(s.volume.c_str()))) {
+    } else if (std::unique_lock<std::mutex> setup(setup_mutex());
+               !(fs = glfs_new(s.volume.c_str()))) {
         err = errno ? errno : ENOMEM;
     } else {
         const char* host = s.transport == "unix" ? s.socket.c_str() : s.host.c_str();
@@ -127,6 +137,7 @@ void init_thread(std::shared_ptr<InitRace> race)
             err = errno ? errno : EINVAL;
             race->stage = "glfs_set_xlator_option(ping-timeout)";
         } else {
+            setup.unlock();
             race->stage = "glfs_init";
             errno = 0;
             if (glfs_init(fs) != 0)

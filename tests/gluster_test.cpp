@@ -22,6 +22,7 @@
 #include "engine/sync.h"
 #include "uri/open.h"
 #include "uri/uri.h"
+#include "tests/foreign_stress.h"
 #include "tests/gluster_helpers.h"
 #include "tests/helpers.h"
 
@@ -240,6 +241,18 @@ TEST_CASE("gluster: 64 concurrent requests complete once each, on the loop's thr
     }
     CHECK(d->in_flight() == 0);
     close_layer(L, *d);
+}
+
+TEST_CASE("gluster: 256 requests in flight on 4 loops share one connection; each resumes "
+          "once, on its own loop", "[gluster]")
+{
+    auto loop = make_loop();
+    StressConfig c;
+    c.name = image_uri("stress");
+    c.format = "gluster";
+    c.connections = gluster_connection_count;
+    create_ok(*loop, c.name, uint64_t(c.loops * c.per_loop) * c.stride);
+    check_foreign_stress(*loop, c);
 }
 
 TEST_CASE("gluster: flush, discard and write_zeroes", "[gluster]")

@@ -22,6 +22,7 @@
 #include "engine/sync.h"
 #include "uri/open.h"
 #include "uri/uri.h"
+#include "tests/foreign_stress.h"
 #include "tests/helpers.h"
 
 using namespace coblk;
@@ -315,6 +316,20 @@ TEST_CASE("rbd: 64 concurrent requests complete once each, on the loop's thread"
     }
     CHECK(d->in_flight() == 0);
     close_layer(L, *d);
+    remove_image(img);
+}
+
+TEST_CASE("rbd: 256 requests in flight on 4 loops share one cluster handle; each resumes "
+          "once, on its own loop", "[rbd]")
+{
+    auto loop = make_loop();
+    StressConfig c;
+    std::string img = image("stress");
+    c.name = rbd_uri(img);
+    c.format = "rbd";
+    c.connections = rbd_connection_count;
+    create_ok(*loop, img, uint64_t(c.loops * c.per_loop) * c.stride);
+    check_foreign_stress(*loop, c);
     remove_image(img);
 }
 

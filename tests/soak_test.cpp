@@ -7,7 +7,8 @@
 // the guest may see, and the image must keep working. Prints requests done,
 // faults injected, crashes survived and bytes verified; any mismatch fails.
 // COBLK_SOAK_SEED sets the first seed (each cycle uses the next);
-// COBLK_SOAK_CYCLES=N runs N cycles whatever the time.
+// COBLK_SOAK_CYCLES=N runs N cycles whatever the time. soak() runs the
+// same cycles on an image on GlusterFS or RBD (tests/soak.h).
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -23,6 +24,7 @@
 #include "tests/crash_workload.h"
 #include "tests/fault_layer.h"
 #include "tests/helpers.h"
+#include "tests/soak.h"
 #include "uri/open.h"
 
 using namespace coblk;
@@ -41,21 +43,25 @@ uint64_t env_number(const char* name, uint64_t dflt)
 struct Totals {
     uint64_t cycles = 0, requests = 0, failed = 0, faults = 0, crashes = 0, bytes = 0;
     uint64_t open_failures = 0;   // opens that met an injected fault
+    uint64_t mismatches = 0;
 };
 
 // One cycle: make the image, run the workload over faults until the crash,
 // resolve it, reopen, verify. Adds to `t`.
-void cycle(Loop& L, const ScratchDir& dir, uint32_t seed, Totals& t)
+void cycle(Loop& L, const ScratchDir& dir, const SoakSite& site, uint32_t seed, Totals& t)
 {
     std::mt19937_64 rng(seed);
     bool fvd = rng() % 4 != 0;
-    bool on_file = rng() % 2;
+    bool on_file = rng() % 2;  // drawn on a remote site too: same shapes per seed
     bool compact = rng() % 2, with_base = rng() % 2, cor = rng() % 2;
-    std::string name = on_file ? dir.file("soak.img") : "memory://soak";
-    INFO("seed " << seed << (fvd ? " fvd" : " raw") << (on_file ? " file" : " memory")
-                 << (compact ? " compact" : "") << (with_base ? " base" : "")
-                 << (cor ? " cor" : ""));
-    if (!on_file)
+    bool remote = !site.image.empty();
+    std::string name = remote ? site.image : on_file ? dir.file("soak.img") : "memory://soak";
+    INFO("seed " << seed << (fvd ? " fvd " : " raw ")
+                 << (remote ? name : on_file ? "file" : "memory") << (compact ? " compact" : "")
+                 << (with_base ? " base" : "") << (cor ? " cor" : ""));
+    if (remote && site.clear)
+        site.clear(L, name);
+    else if (!remote && !on_file)
         MemoryLayer::drop("soak");
     std::vector<unsigned char> initial(kSize, 0);
     CreateOptions c;
@@ -138,7 +144,9 @@ void cycle(Loop& L, const ScratchDir& dir, uint32_t seed, Totals& t)
         std::system(("ls -l /proc/" + std::to_string(getpid()) + "/fd").c_str());
     if (!again.ok())
         FAIL("the image does not open after the crash: " << again.error().message);
-    CHECK(verify_against(L, **again, m, seed) == 0);
+    uint64_t bad = verify_against(L, **again, m, seed);
+    t.mismatches += bad;
+    CHECK(bad == 0);
     auto data = pattern(5000, seed);
     REQUIRE(sync_pwrite(L, **again, 777, data.data(), data.size(), kReqFua) == 0);
     close_layer(L, **again);
@@ -152,8 +160,7 @@ void cycle(Loop& L, const ScratchDir& dir, uint32_t seed, Totals& t)
 
 } // namespace
 
-TEST_CASE("soak: mixed workloads over injected faults and crashes, every byte verified",
-          "[soak]")
+void coblk::test::soak(const SoakSite& site)
 {
     auto loop = make_loop();
     Loop& L = *loop;
@@ -165,15 +172,24 @@ TEST_CASE("soak: mixed workloads over injected faults and crashes, every byte ve
     uint64_t cycles = env_number("COBLK_SOAK_CYCLES", 0);
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
     for (uint64_t n = 0; cycles ? n < cycles : std::chrono::steady_clock::now() < end; n++)
-        cycle(L, dir, seed++, t);
+        cycle(L, dir, site, seed++, t);
     MemoryLayer::drop("soak");
-    std::printf("soak: %llu s, %llu cycles, %llu requests (%llu failed by injected faults), "
+    if (site.clear && !site.image.empty())
+        site.clear(L, site.image);
+    std::printf("%s: %llu s, %llu cycles, %llu requests (%llu failed by injected faults), "
                 "%llu faults injected, %llu crashes survived, %llu bytes verified, %llu opens "
-                "failed cleanly, 0 mismatches\n",
-                (unsigned long long)seconds, (unsigned long long)t.cycles,
+                "failed cleanly, %llu mismatches\n",
+                site.label.c_str(), (unsigned long long)seconds, (unsigned long long)t.cycles,
                 (unsigned long long)t.requests, (unsigned long long)t.failed,
                 (unsigned long long)t.faults, (unsigned long long)t.crashes,
-                (unsigned long long)t.bytes, (unsigned long long)t.open_failures);
+                (unsigned long long)t.bytes, (unsigned long long)t.open_failures,
+                (unsigned long long)t.mismatches);
     CHECK(t.cycles > 0);
     CHECK(t.faults > 0);
+}
+
+TEST_CASE("soak: mixed workloads over injected faults and crashes, every byte verified",
+          "[soak]")
+{
+    soak(SoakSite{});
 }

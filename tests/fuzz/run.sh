@@ -6,6 +6,9 @@
 #   uri           URI, size and boolean parsers (tests/fuzz/corpus/uri)
 #   jobfile       coblk-bench's fio job-file parser (tests/fuzz/corpus/jobfile
 #                 and bench/jobs)
+#   nbd_proto     coblk-nbd's protocol functions, driven as a client's byte
+#                 stream through handshake, options and requests
+#                 (tests/fuzz/corpus/nbd_proto, made by make_nbd_corpus.py)
 # A crash fails the run; the input is kept in the work directory, to be
 # added to tests/fuzz/regressions/TARGET/ once fixed (every file there is run
 # first, every time).
@@ -16,23 +19,35 @@ set -euo pipefail
 SECS=${1:-45}
 shift || true
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(fvd_metadata uri jobfile)
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(fvd_metadata uri jobfile nbd_proto)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/coblk-fuzz.XXXXXX")
 KEEP=0
 trap '[[ $KEEP -eq 1 ]] || rm -rf "$WORK"' EXIT
 
 CXX=${CXX_FUZZ:-clang++-14}
-command -v "$CXX" >/dev/null ||
-    { echo "FAIL: $CXX is needed (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 1; }
+CC=${CC_FUZZ:-clang-14}
+command -v "$CXX" >/dev/null && command -v "$CC" >/dev/null ||
+    { echo "FAIL: $CXX and $CC are needed (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 1; }
 FLAGS=(-std=c++20 -O1 -g -I"$ROOT" -D_GNU_SOURCE)
 SAN=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
+
+# Compiles C source $1 (with the targets' sanitizers) into the work
+# directory; prints the object's path.
+c_object() {
+    local o
+    o="$WORK/$(basename "$1" .c).o"
+    "$CC" -std=c11 -O1 -g -I"$ROOT" -D_GNU_SOURCE -fsanitize=fuzzer-no-link,address,undefined \
+        -fno-sanitize-recover=undefined -c "$1" -o "$o"
+    echo "$o"
+}
 
 sources() {
     case $1 in
     fvd_metadata) echo "$ROOT/formats/fvd_format.cpp $ROOT/engine/crc32c.cpp" ;;
     uri) echo "$ROOT/uri/uri.cpp $ROOT/uri/size.cpp" ;;
     jobfile) echo "$ROOT/bench/job_options.cpp $ROOT/bench/fio_compat.cpp $ROOT/uri/uri.cpp $ROOT/uri/size.cpp" ;;
+    nbd_proto) c_object "$ROOT/tools/nbd/nbd_proto.c" ;;
     *) echo "unknown target $1" >&2; exit 2 ;;
     esac
 }
@@ -50,6 +65,7 @@ for t in "${TARGETS[@]}"; do
         "$WORK/make_corpus" "$WORK/corpus-$t" ;;
     uri) cp "$ROOT"/tests/fuzz/corpus/uri/* "$WORK/corpus-$t/" ;;
     jobfile) cp "$ROOT"/tests/fuzz/corpus/jobfile/* "$ROOT"/bench/jobs/*.fio "$WORK/corpus-$t/" ;;
+    nbd_proto) cp "$ROOT"/tests/fuzz/corpus/nbd_proto/* "$WORK/corpus-$t/" ;;
     esac
     # Inputs that once crashed a target run first, as a regression test.
     reg="$ROOT/tests/fuzz/regressions/$t"

@@ -1,6 +1,7 @@
 #include "nbd_proto.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 uint16_t nbd_get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
@@ -102,15 +103,20 @@ static int in_range(const struct nbd_export *e, uint64_t off, uint64_t len)
     return off <= e->size && len <= e->size - off;
 }
 
+/*
+ * FUA is accepted on every command (proto.md: once SEND_FUA is offered the
+ * server MUST accept it anywhere); NO_HOLE only on WRITE_ZEROES, the one
+ * command it is documented for.
+ */
 struct nbd_verdict nbd_check_request(const struct nbd_request *r, const struct nbd_export *e)
 {
-    uint32_t known = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE;
+    uint32_t fua = NBD_CMD_FLAG_FUA;
     switch (r->type) {
     case NBD_CMD_WRITE:
         /* A payload follows: too long to read means the stream is lost. */
         if (r->length > NBD_MAX_PAYLOAD)
             return verdict(NBD_DO_FATAL, NBD_EOVERFLOW, 0);
-        if (r->flags & ~(uint32_t)NBD_CMD_FLAG_FUA)
+        if (r->flags & ~fua)
             return verdict(NBD_DO_ERROR, NBD_EINVAL, r->length);
         if (e->read_only)
             return verdict(NBD_DO_ERROR, NBD_EPERM, r->length);
@@ -118,22 +124,23 @@ struct nbd_verdict nbd_check_request(const struct nbd_request *r, const struct n
             return verdict(NBD_DO_ERROR, NBD_ENOSPC, r->length);
         return verdict(NBD_DO_SUBMIT, 0, 0);
     case NBD_CMD_READ:
-        if (r->flags & ~known)
+        if (r->flags & ~fua)
             return verdict(NBD_DO_ERROR, NBD_EINVAL, 0);
+        /* EOVERFLOW is only for DF and payload-free commands (proto.md). */
         if (r->length > NBD_MAX_PAYLOAD)
-            return verdict(NBD_DO_ERROR, NBD_EOVERFLOW, 0);
+            return verdict(NBD_DO_ERROR, NBD_EINVAL, 0);
         if (!in_range(e, r->offset, r->length))
             return verdict(NBD_DO_ERROR, NBD_EINVAL, 0);
         return verdict(NBD_DO_SUBMIT, 0, 0);
     case NBD_CMD_DISC:
         return verdict(NBD_DO_DISCONNECT, 0, 0);
     case NBD_CMD_FLUSH:
-        if (r->flags)
+        if (r->flags & ~fua)
             return verdict(NBD_DO_ERROR, NBD_EINVAL, 0);
         return verdict(NBD_DO_SUBMIT, 0, 0);
     case NBD_CMD_TRIM:
     case NBD_CMD_WRITE_ZEROES:
-        if (r->flags & ~(r->type == NBD_CMD_TRIM ? (uint32_t)NBD_CMD_FLAG_FUA : known))
+        if (r->flags & ~(r->type == NBD_CMD_TRIM ? fua : fua | NBD_CMD_FLAG_NO_HOLE))
             return verdict(NBD_DO_ERROR, NBD_EINVAL, 0);
         if (e->read_only)
             return verdict(NBD_DO_ERROR, NBD_EPERM, 0);
@@ -147,6 +154,9 @@ struct nbd_verdict nbd_check_request(const struct nbd_request *r, const struct n
 
 uint32_t nbd_error_from_errno(int ret)
 {
+    /* Not a -errno (INT_MIN cannot even be negated): an I/O error. */
+    if (ret > 0 || ret == INT_MIN)
+        return NBD_EIO;
     switch (-ret) {
     case 0:
         return 0;
