@@ -137,8 +137,9 @@ public:
     static Result<void> check_snapshot_name(std::string_view name);
     // For tests: snapshot_create stops after step `k` (1: image flushed,
     // 2: snapshot name linked, 3: new overlay written, 4: renamed over the
-    // image) and fails with ECANCELED, leaving the files as a crash there
-    // would. 0: off.
+    // image), snapshot_delete after step `k` (1: blocks copied, 2: base
+    // repointed), and fails with ECANCELED, leaving the files as a crash
+    // there would. 0: off.
     void stop_snapshot_after_step(int k) { stop_after_step_ = k; }
 
 protected:
@@ -184,6 +185,7 @@ private:
     // The steps of snapshot_create, run while requests are held.
     Task<Result<void>> create_held(const std::string& name);
     Task<Result<void>> revert_held(const std::string& name);
+    Task<Result<void>> delete_held(const std::string& name);
     // Marks the image in use again after a failed snapshot (best effort).
     Task<void> mark_in_use();
     // The snapshot name a base reference of this chain stands for.

@@ -393,11 +393,112 @@ Task<Result<void>> FvdLayer::do_snapshot_revert(const std::string& name)
 
 // ------------------------------------------------------------------ delete
 
+// Merges the latest snapshot S into the image and drops it, in an order
+// that keeps the image's content whatever a crash interrupts:
+//  1. every block the image lacks and S holds is copied into the image,
+//     and that is made durable (the copies equal what the image read
+//     through S);
+//  2. the header names S's base instead of S (one sector write);
+//  3. S's file is removed.
+Task<Result<void>> FvdLayer::delete_held(const std::string& name)
+{
+    auto* s = dynamic_cast<FvdLayer*>(base_.get());
+    auto fail = [&](int e, std::string why) {
+        return make_error(e, "cannot delete snapshot '{}' of '{}': {}", name, name_, why);
+    };
+    if (!s)
+        co_return fail(ENOTSUP, "the snapshot is not open (every block was copied into the "
+                       "image: base_copied)");
+    if (s->hdr_.block_size != hdr_.block_size || s->hdr_.virtual_size != hdr_.virtual_size)
+        co_return fail(ENOTSUP, "the snapshot's geometry differs from the image's");
+    if (!s->hdr_.base_name.empty() && !s->base_)
+        co_return fail(ENOTSUP, fmt::format("the snapshot's base '{}' is not open",
+                                            s->hdr_.base_name));
+
+    constexpr uint64_t kStep = 1 << 20;
+    std::vector<uint8_t> buf(std::max<uint64_t>(kStep, hdr_.block_size));
+    const uint64_t nblocks = hdr_.blocks(), per_step = std::max<uint64_t>(1, kStep >> block_shift_);
+    auto wanted = [&](uint64_t b) {
+        return !fresh_.test(b) && block_start(b) < base_limit_ && s->fresh_.test(b);
+    };
+    for (uint64_t b = 0; b < nblocks;) {
+        if (!wanted(b)) {
+            b++;
+            continue;
+        }
+        uint64_t n = 1;
+        while (n < per_step && b + n < nblocks && wanted(b + n))
+            n++;
+        uint64_t lo = block_start(b), len = block_end(b + n - 1) - lo;
+        iovec v{buf.data(), size_t(len)};
+        int e = co_await base_read(lo, &v, 1);   // S's bytes as the image saw them
+        if (e == 0)
+            e = co_await write_impl(lo, &v, 1, 0);
+        if (e < 0)
+            co_return fail(-e, fmt::format("copying its blocks into the image failed: {}",
+                                           std::strerror(-e)));
+        b += n;
+    }
+    if (int e = co_await commit(); e < 0)
+        co_return fail(-e, fmt::format("flushing the image failed: {}", std::strerror(-e)));
+    if (stop_after_step_ == 1)
+        co_return make_error(ECANCELED, "deleting snapshot '{}' stopped after step 1 (test)",
+                             name);
+
+    {
+        auto guard = co_await commit_lock_.lock();
+        fvd::Header before = hdr_;
+        hdr_.base_name = s->hdr_.base_name;
+        hdr_.base_format = s->hdr_.base_format;
+        hdr_.base_size = hdr_.base_name.empty() ? 0 : std::min(hdr_.base_size, s->hdr_.base_size);
+        hdr_.compatible &= ~(fvd::kCompatBaseCopied | fvd::kCompatBaseIsSnapshot);
+        hdr_.compatible |= s->hdr_.compatible & fvd::kCompatBaseIsSnapshot;
+        if (int e = co_await write_header(); e < 0) {
+            hdr_ = before;
+            co_return fail(-e, fmt::format("writing the image's header failed: {}",
+                                           std::strerror(-e)));
+        }
+    }
+    std::unique_ptr<Layer> gone = std::move(base_);
+    base_ = std::move(s->base_);
+    base_limit_ = base_ ? std::min(hdr_.base_size, base_->size()) : 0;
+    co_await gone->close();
+    if (stop_after_step_ == 2)
+        co_return make_error(ECANCELED, "deleting snapshot '{}' stopped after step 2 (test)",
+                             name);
+    std::string file = snapshot_file(name_, name);
+    if (auto r = co_await siblings_->remove(file); !r)
+        co_return make_error(r.error().code, "snapshot '{}' of '{}' was merged into it, but {}",
+                             name, name_, r.error().message);
+    co_return Result<void>{};
+}
+
 Task<Result<void>> FvdLayer::do_snapshot_delete(const std::string& name)
 {
-    co_return make_error(ENOTSUP, "cannot delete snapshot '{}' of '{}': deleting an FVD "
-                         "snapshot (merging it into the image above it) is not implemented "
-                         "yet; 'coblk-img commit' or 'rebase' can merge by hand", name, name_);
+    auto guard = co_await snap_lock_.lock();
+    auto list = co_await do_snapshot_list();
+    std::string latest = list && !list->empty() ? list->back().name : "";
+    bool known = false;
+    for (const auto& s : list ? *list : std::vector<SnapshotInfo>{})
+        known = known || s.name == name;
+    if (!known)
+        co_return make_error(ENOENT, "cannot delete snapshot '{}' of '{}': it has no such "
+                             "snapshot", name, name_);
+    if (name != latest)
+        co_return make_error(ENOTSUP, "cannot delete snapshot '{}' of '{}': only the latest "
+                             "snapshot ('{}') can be deleted in this version (an older one "
+                             "would be merged into a read-only snapshot file)", name, name_,
+                             latest);
+    if (!siblings_)
+        co_return make_error(ENOTSUP, "cannot delete snapshot '{}' of '{}': it was opened "
+                             "without access to its directory", name, name_);
+    if (auto s = siblings_->supported(); !s)
+        co_return make_error(ENOTSUP, "cannot delete snapshot '{}' of '{}': {}", name, name_,
+                             s.error().message);
+    co_await hold();
+    auto r = co_await delete_held(name);
+    release();
+    co_return r;
 }
 
 } // namespace coblk

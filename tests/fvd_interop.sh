@@ -235,7 +235,8 @@ check "commit writes the overlay's data into its base" commit
 
 # coblk-img snapshot on an FVD file: the snapshot must hold what a copy
 # taken just before it holds (converted to raw by coblk-img, compared by
-# qemu-img); the image goes on with the new writes; -a brings the copy back.
+# qemu-img); the image goes on with the new writes; -a brings the copy back;
+# -d merges it into the image without changing what the image reads.
 snapshot() {
     qemu-img create -q -f raw src.raw 16M
     qemu-io -f raw -c 'write -P 0x3c 0 3M' -c "write -P 0x4d $((9 * MiB + 11)) 2M" \
@@ -259,8 +260,13 @@ snapshot() {
     "$IMG" convert -O raw vm.fvd reverted.raw
     identical before.raw reverted.raw
     "$IMG" check vm.fvd || fail "check vm.fvd after revert"
+    "$IMG" snapshot -d first vm.fvd
+    [[ ! -e vm.fvd.snap-first ]] || fail "snapshot -d left vm.fvd.snap-first"
+    if "$IMG" snapshot -l vm.fvd | grep -q first; then fail "'first' still listed"; fi
+    "$IMG" convert -O raw vm.fvd merged.raw
+    identical before.raw merged.raw
 }
-check "coblk-img snapshot -c/-l/-a on an FVD file: the snapshot equals a copy taken before" snapshot
+check "coblk-img snapshot -c/-l/-a/-d on an FVD file: the snapshot equals a copy taken before" snapshot
 
 echo "$PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]
