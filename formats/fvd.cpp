@@ -14,6 +14,15 @@
 namespace coblk {
 namespace {
 
+// Counts a request past FVD's snapshot gate for as long as it lives.
+struct InFlight {
+    explicit InFlight(WaitGroup& wg) : wg(wg) { wg.add(); }
+    ~InFlight() { wg.done(); }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    WaitGroup& wg;
+};
+
 struct FreeDeleter {
     void operator()(void* p) const { std::free(p); }
 };
@@ -395,8 +404,12 @@ Task<int> FvdLayer::base_read(uint64_t voff, const iovec* iov, int iovcnt)
     co_return r;
 }
 
-Task<int> FvdLayer::read_impl(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
+Task<int> FvdLayer::do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
 {
+    // The snapshot gate (see wait_unheld), inline: reads are the hot path.
+    if (held_)
+        co_await wait_unheld();
+    InFlight counted(io_);
     if (prefetch_running_)
         guest_io();   // a clock read per request only while the prefetcher needs it
     uint64_t len = iov_length(iov, iovcnt);
@@ -718,16 +731,6 @@ Task<void> FvdLayer::wait_unheld()
 {
     while (held_)
         co_await unheld_.wait();
-}
-
-Task<int> FvdLayer::do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
-{
-    if (held_)
-        co_await wait_unheld();
-    io_.add();
-    int r = co_await read_impl(off, iov, iovcnt, flags);
-    io_.done();
-    co_return r;
 }
 
 Task<int> FvdLayer::do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)

@@ -156,8 +156,8 @@ protected:
     Task<Result<void>> do_snapshot_revert(const std::string& name) override;
 
 private:
-    // The request paths behind the gate that snapshots close (see hold()).
-    Task<int> read_impl(uint64_t off, const iovec* iov, int iovcnt, unsigned flags);
+    // The request paths behind the gate that snapshots close (see hold());
+    // reads pass it inline in do_preadv.
     Task<int> write_impl(uint64_t off, const iovec* iov, int iovcnt, unsigned flags);
     Task<int> write_zeroes_impl(uint64_t off, uint64_t len, unsigned flags);
     // Waits while a snapshot switch holds requests back.
