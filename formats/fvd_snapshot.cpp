@@ -379,6 +379,10 @@ Task<Result<void>> FvdLayer::do_snapshot_revert(const std::string& name)
         co_return make_error(ENOTSUP, "cannot revert '{}' to snapshot '{}': later snapshots "
                              "are built on it; an FVD image reverts only to its latest "
                              "snapshot ('{}')", name_, name, latest);
+    if (!base_)
+        co_return make_error(ENOTSUP, "cannot revert '{}' to snapshot '{}': the snapshot is "
+                             "not open (every block was copied into the image: base_copied)",
+                             name_, name);
     if (!siblings_)
         co_return make_error(ENOTSUP, "cannot revert '{}' to snapshot '{}': it was opened "
                              "without access to its directory", name_, name);
