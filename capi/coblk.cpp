@@ -450,7 +450,9 @@ int coblk_get_bool(struct coblk_device* dev, const char* name, bool* value)
     else if (n == "can-resize")
         *value = !l->read_only() && proto != "host_device";
     else if (n == "can-snapshot")
-        *value = false;
+        *value = !l->read_only() &&
+                 ((std::string(l->kind()) == "fvd" && proto == "file" &&
+                   dev->queues.size() == 1) || proto == "rbd");
     else
         return fail(ENOENT, "coblk_get_bool: no bool property '{}' (bool: read-only, "
                     "can-discard, can-write-zeroes, native-fua, can-resize, can-snapshot)", n);
@@ -725,9 +727,22 @@ int coblk_snapshot_create(struct coblk_device* dev, const char* name)
         return r;
     if (!name || !*name)
         return fail(EINVAL, "coblk_snapshot_create: empty snapshot name");
-    const Layer* l = dev->queues[0]->layer.get();
-    return fail(ENOTSUP, "coblk_snapshot_create: no layer of '{}' ({} over {}) has snapshots",
-                dev->uri, l->kind(), l->protocol());
+    Layer* l = dev->queues[0]->layer.get();
+    for (auto& q : dev->queues)
+        if (q->inflight > 0)
+            return fail(EBUSY, "coblk_snapshot_create: queue {} of '{}' has {} requests in "
+                        "flight", q->index, dev->uri, q->inflight);
+    // An FVD snapshot switches queue 0's stack to a new overlay file; the
+    // stacks of other queues would go on writing to the old one.
+    if (std::string(l->kind()) == "fvd" && dev->queues.size() > 1)
+        return fail(ENOTSUP, "coblk_snapshot_create: '{}' is an FVD image with {} queues; its "
+                    "snapshots need a device with one queue", dev->uri, dev->queues.size());
+    std::string n = name;
+    auto r = dev->queues[0]->loop->run(l->snapshot_create(n));
+    if (!r)
+        return fail(r.error().code, "coblk_snapshot_create: '{}': {}", dev->uri,
+                    r.error().message);
+    return 0;
     COBLK_GUARD_END
 }
 

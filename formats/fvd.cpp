@@ -14,6 +14,15 @@
 namespace coblk {
 namespace {
 
+// Counts a request past FVD's snapshot gate for as long as it lives.
+struct InFlight {
+    explicit InFlight(WaitGroup& wg) : wg(wg) { wg.add(); }
+    ~InFlight() { wg.done(); }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    WaitGroup& wg;
+};
+
 struct FreeDeleter {
     void operator()(void* p) const { std::free(p); }
 };
@@ -180,10 +189,12 @@ FvdLayer::Where FvdLayer::where(uint64_t b) const
 Task<Result<std::unique_ptr<FvdLayer>>> FvdLayer::open(std::unique_ptr<Layer> child,
                                                        std::string name, bool read_only,
                                                        const FvdBaseOpener* opener,
-                                                       const FvdOptions& options)
+                                                       const FvdOptions& options,
+                                                       std::shared_ptr<FvdSiblings> siblings)
 {
     std::unique_ptr<FvdLayer> l(new FvdLayer(std::move(child), std::move(name)));
     l->opts_ = options;
+    l->siblings_ = std::move(siblings);
     l->loop_ = Loop::current();
     auto r = co_await l->load(read_only, opener);
     if (!r) {
@@ -192,15 +203,19 @@ Task<Result<std::unique_ptr<FvdLayer>>> FvdLayer::open(std::unique_ptr<Layer> ch
         co_await l->child_->close();
         co_return Error{r.error().code, fmt::format("'{}': {}", l->name_, r.error().message)};
     }
-    bool writable_base = !read_only && l->base_;
-    l->cor_ = writable_base &&
-              options.copy_on_read.value_or(l->hdr_.compatible & fvd::kCompatCopyOnRead);
-    if (writable_base && options.prefetch.value_or(l->hdr_.compatible & fvd::kCompatPrefetch) &&
-        l->loop_) {
-        l->prefetch_running_ = true;
-        l->background_.spawn(l->prefetch_loop());
-    }
+    l->start_background();
     co_return std::move(l);
+}
+
+void FvdLayer::start_background()
+{
+    bool writable_base = !read_only_ && base_;
+    cor_ = writable_base && opts_.copy_on_read.value_or(hdr_.compatible & fvd::kCompatCopyOnRead);
+    if (writable_base && !prefetch_running_ &&
+        opts_.prefetch.value_or(hdr_.compatible & fvd::kCompatPrefetch) && loop_) {
+        prefetch_running_ = true;
+        background_.spawn(prefetch_loop());
+    }
 }
 
 Task<Result<void>> FvdLayer::load(bool read_only, const FvdBaseOpener* opener)
@@ -398,6 +413,10 @@ Task<int> FvdLayer::base_read(uint64_t voff, const iovec* iov, int iovcnt)
 
 Task<int> FvdLayer::do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
 {
+    // The snapshot gate (see wait_unheld), inline: reads are the hot path.
+    if (held_)
+        co_await wait_unheld();
+    InFlight counted(io_);
     if (prefetch_running_)
         guest_io();   // a clock read per request only while the prefetcher needs it
     uint64_t len = iov_length(iov, iovcnt);
@@ -669,7 +688,7 @@ Task<int> FvdLayer::allocating_write(uint64_t first, uint64_t n, uint64_t off, c
     co_return 0;
 }
 
-Task<int> FvdLayer::do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
+Task<int> FvdLayer::write_impl(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
 {
     if (prefetch_running_)
         guest_io();   // a clock read per request only while the prefetcher needs it
@@ -710,6 +729,47 @@ Task<int> FvdLayer::do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsig
     co_return r;
 }
 
+// ------------------------------------------------------------------ gate
+
+// Every request passes here: while a snapshot switches the image under the
+// layer (hold()), new requests wait and the switch waits for those past
+// the gate, so no request sees half of a switch.
+Task<void> FvdLayer::wait_unheld()
+{
+    while (held_)
+        co_await unheld_.wait();
+}
+
+Task<int> FvdLayer::do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
+{
+    if (held_)
+        co_await wait_unheld();
+    io_.add();
+    int r = co_await write_impl(off, iov, iovcnt, flags);
+    io_.done();
+    co_return r;
+}
+
+Task<int> FvdLayer::do_write_zeroes(uint64_t off, uint64_t len, unsigned flags)
+{
+    if (held_)
+        co_await wait_unheld();
+    io_.add();
+    int r = co_await write_zeroes_impl(off, len, flags);
+    io_.done();
+    co_return r;
+}
+
+Task<int> FvdLayer::do_flush()
+{
+    if (held_)
+        co_await wait_unheld();
+    io_.add();
+    int r = co_await commit();
+    io_.done();
+    co_return r;
+}
+
 Task<int> FvdLayer::do_discard(uint64_t, uint64_t)
 {
     // Blocks never leave the image (a later read may return the old data,
@@ -717,7 +777,7 @@ Task<int> FvdLayer::do_discard(uint64_t, uint64_t)
     co_return 0;
 }
 
-Task<int> FvdLayer::do_write_zeroes(uint64_t off, uint64_t len, unsigned flags)
+Task<int> FvdLayer::write_zeroes_impl(uint64_t off, uint64_t len, unsigned flags)
 {
     constexpr uint64_t kPiece = 1 << 20;
     Buffer zeros = make_buffer(std::min(len, kPiece));
@@ -734,7 +794,7 @@ Task<int> FvdLayer::do_write_zeroes(uint64_t off, uint64_t len, unsigned flags)
             already = !fresh_.test(b) && (!base_ || block_start(b) >= base_limit_);
         if (!already) {
             iovec v{zeros.get(), size_t(n)};
-            if (int r = co_await do_pwritev(at, &v, 1, flags & kReqFua); r < 0)
+            if (int r = co_await write_impl(at, &v, 1, flags & kReqFua); r < 0)
                 co_return r;
         }
         done += n;
@@ -744,6 +804,8 @@ Task<int> FvdLayer::do_write_zeroes(uint64_t off, uint64_t len, unsigned flags)
 
 Task<int> FvdLayer::do_block_status(uint64_t off, uint64_t len, Extent* out)
 {
+    if (held_)
+        co_await wait_unheld();
     uint64_t b = block_of(off);
     uint64_t last = block_of(off + len - 1);
     uint64_t nb = fresh_.run(b, last - b + 1);
@@ -857,11 +919,6 @@ Task<int> FvdLayer::commit()
         pending_chunks_.insert(pending_chunks_.end(), chunks.begin(), chunks.end());
     }
     co_return r;
-}
-
-Task<int> FvdLayer::do_flush()
-{
-    co_return co_await commit();
 }
 
 Task<void> FvdLayer::do_close()

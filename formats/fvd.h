@@ -31,6 +31,32 @@ namespace coblk {
 using FvdBaseOpener =
     std::function<Task<Result<std::unique_ptr<Layer>>>(std::string name, std::string format)>;
 
+// The file operations an FVD image needs to take snapshots beside itself
+// (docs/fvd-format.md, "Snapshots"). Supplied by uri/open, which knows the
+// protocols, so that formats/ names none. Names are siblings of the image:
+// file names in its directory. Loop thread.
+class FvdSiblings {
+public:
+    virtual ~FvdSiblings() = default;
+    // Fails with ENOTSUP naming the protocol where snapshots cannot be made.
+    virtual Result<void> supported() const = 0;
+    // Creates (or empties) sibling `rel` with `size` bytes and opens it
+    // read-write with the image's cache mode and locking.
+    virtual Task<Result<std::unique_ptr<Layer>>> create(const std::string& rel,
+                                                        uint64_t size) = 0;
+    // Gives the image's file the second name `rel` and makes that durable.
+    // A `rel` that is already a name of the image's file (left by an
+    // interrupted snapshot) is kept; any other existing `rel` fails with
+    // EEXIST naming it.
+    virtual Task<Result<void>> link_image(const std::string& rel) = 0;
+    // Renames sibling `rel` over the image's own name, atomically, and
+    // makes the directory durable. `renamed` says whether the rename took
+    // place: an error can follow it (the directory sync failed).
+    virtual Task<Result<void>> replace_image(const std::string& rel, bool& renamed) = 0;
+    // Removes sibling `rel`; a missing one is not an error.
+    virtual Task<Result<void>> remove(const std::string& rel) = 0;
+};
+
 // Open-time choices; unset ones take the image's defaults (its compatible
 // feature bits).
 struct FvdOptions {
@@ -58,7 +84,8 @@ public:
     static Task<Result<std::unique_ptr<FvdLayer>>> open(std::unique_ptr<Layer> child,
                                                         std::string name, bool read_only,
                                                         const FvdBaseOpener* opener,
-                                                        const FvdOptions& options = {});
+                                                        const FvdOptions& options = {},
+                                                        std::shared_ptr<FvdSiblings> siblings = {});
     // Writes the metadata of a new, empty FVD image `h` into `child` (which
     // must be empty or disposable) and makes it durable. 0 or -errno.
     static Task<int> format(Layer& child, const fvd::Header& h);
@@ -102,6 +129,19 @@ public:
     enum class Where { Image, Base, Zero };
     Where where(uint64_t b) const;
 
+    // The snapshot file a snapshot `name` of image `image` lives in: a
+    // sibling named "<image's file name>.snap-<name>". Any thread.
+    static std::string snapshot_file(std::string_view image, std::string_view name);
+    // Checks a snapshot name: 1 to 128 of A-Z a-z 0-9 . _ + -, not
+    // starting with '.'. Fails with EINVAL naming what is wrong.
+    static Result<void> check_snapshot_name(std::string_view name);
+    // For tests: snapshot_create stops after step `k` (1: image flushed,
+    // 2: snapshot name linked, 3: new overlay written, 4: renamed over the
+    // image), snapshot_delete after step `k` (1: blocks copied, 2: base
+    // repointed), and fails with ECANCELED, leaving the files as a crash
+    // there would. 0: off.
+    void stop_snapshot_after_step(int k) { stop_after_step_ = k; }
+
 protected:
     Task<int> do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsigned flags) override;
     Task<int> do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsigned flags) override;
@@ -110,8 +150,47 @@ protected:
     Task<int> do_write_zeroes(uint64_t off, uint64_t len, unsigned flags) override;
     Task<int> do_block_status(uint64_t off, uint64_t len, Extent* out) override;
     Task<void> do_close() override;
+    Task<Result<std::vector<SnapshotInfo>>> do_snapshot_list() override;
+    Task<Result<void>> do_snapshot_create(const std::string& name) override;
+    Task<Result<void>> do_snapshot_delete(const std::string& name) override;
+    Task<Result<void>> do_snapshot_revert(const std::string& name) override;
 
 private:
+    // The request paths behind the gate that snapshots close (see hold());
+    // reads pass it inline in do_preadv.
+    Task<int> write_impl(uint64_t off, const iovec* iov, int iovcnt, unsigned flags);
+    Task<int> write_zeroes_impl(uint64_t off, uint64_t len, unsigned flags);
+    // Waits while a snapshot switch holds requests back.
+    Task<void> wait_unheld();
+    // Holds new requests back, waits for those in flight and stops the
+    // background copiers; release() undoes it and restarts them.
+    Task<void> hold();
+    void release();
+    // Turns copy-on-read on and starts the prefetcher as the options and
+    // the header ask, for a writable image with a base.
+    void start_background();
+    // Moves every piece of image state (child, base, header, metadata,
+    // counters) from `from` into this layer; `from` is left empty.
+    void take_state(FvdLayer& from);
+    // Makes this layer the image in `child` over `base` (loads its
+    // metadata, writable). On failure the state is as before and `child`
+    // and `base` are handed back.
+    Task<Result<void>> adopt(std::unique_ptr<Layer>& child, std::unique_ptr<Layer>& base);
+    // Writes an empty overlay over `base_rel` (an FVD snapshot of
+    // `base_size` bytes) into new sibling `rel`, with this image's geometry
+    // and options. Returns its opened storage.
+    Task<Result<std::unique_ptr<Layer>>> make_overlay(const std::string& rel,
+                                                      const std::string& base_rel,
+                                                      uint64_t base_size);
+    // The steps of snapshot_create, run while requests are held.
+    Task<Result<void>> create_held(const std::string& name);
+    Task<Result<void>> revert_held(const std::string& name);
+    Task<Result<void>> delete_held(const std::string& name);
+    // Marks the image in use again after a failed snapshot (best effort).
+    Task<void> mark_in_use();
+    // The snapshot name a base reference of this chain stands for.
+    std::string snapshot_name(const std::string& base_name) const;
+
     FvdLayer(std::unique_ptr<Layer> child, std::string name);
     Task<Result<void>> load(bool read_only, const FvdBaseOpener* opener);
     // Stores base data the guest just read (`n` blocks from `first`, whose
@@ -197,6 +276,13 @@ private:
     RangeLock block_lock_;   // serialises writes that allocate blocks
     Mutex commit_lock_;      // one commit at a time
     Mutex grow_lock_;
+
+    std::shared_ptr<FvdSiblings> siblings_;
+    Mutex snap_lock_;        // one snapshot operation at a time
+    bool held_ = false;      // a snapshot switch holds new requests back
+    WaitGroup unheld_;       // 1 while held_: requests wait on it
+    WaitGroup io_;           // requests past the gate
+    int stop_after_step_ = 0;
 };
 
 } // namespace coblk

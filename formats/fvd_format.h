@@ -35,6 +35,7 @@ enum : uint64_t {
     kCompatCopyOnRead = 1ull << 0,    // copy base data read by the guest
     kCompatPrefetch = 1ull << 1,      // copy the whole base in the background
     kCompatBaseCopied = 1ull << 2,    // every base block is in the image
+    kCompatBaseIsSnapshot = 1ull << 3, // the base is a snapshot made by snapshot_create
 };
 
 struct Header {

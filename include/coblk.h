@@ -229,9 +229,16 @@ COBLK_API int coblk_queue_drain(struct coblk_queue *q);
 COBLK_API int coblk_resize(struct coblk_device *dev, uint64_t new_size);
 
 /*
- * Creates an internal snapshot called `name` where a layer of the stack has
- * snapshots.  No layer of this version has them: returns -ENOTSUP naming
- * the stack.  The device's thread.
+ * Creates snapshot `name` of the device's image, as coblk-img snapshot -c
+ * does: an RBD snapshot for rbd images; for an FVD image on a local file,
+ * an external one (the file becomes IMAGE.snap-NAME under a new overlay
+ * that keeps the image's name; see docs/fvd-format.md), taken while the
+ * device stays started.  Requests must not be in flight on any queue
+ * (-EBUSY); an FVD device needs a single queue.  Returns 0, -EINVAL for a
+ * bad name, -EEXIST, -EROFS, -ENOTSUP where the stack has no snapshots (the
+ * message names it), -ENOTCONN/-EBADF in the wrong state, or the -errno of
+ * the operation.  "can-snapshot" says whether it can work.  The device's
+ * thread.
  */
 COBLK_API int coblk_snapshot_create(struct coblk_device *dev, const char *name);
 

@@ -233,5 +233,40 @@ commit() {
 }
 check "commit writes the overlay's data into its base" commit
 
+# coblk-img snapshot on an FVD file: the snapshot must hold what a copy
+# taken just before it holds (converted to raw by coblk-img, compared by
+# qemu-img); the image goes on with the new writes; -a brings the copy back;
+# -d merges it into the image without changing what the image reads.
+snapshot() {
+    qemu-img create -q -f raw src.raw 16M
+    qemu-io -f raw -c 'write -P 0x3c 0 3M' -c "write -P 0x4d $((9 * MiB + 11)) 2M" \
+        src.raw >/dev/null
+    "$IMG" convert -O fvd -o block_size=16k src.raw vm.fvd
+    "$IMG" convert -O raw vm.fvd before.raw
+    "$IMG" snapshot -c first vm.fvd
+    "$IMG" snapshot -l vm.fvd | grep -q "first" || fail "snapshot -l does not list 'first'"
+    "$IMG" info vm.fvd | grep -q "first" || fail "info does not list 'first'"
+    [[ -f vm.fvd.snap-first ]] || fail "no snapshot file vm.fvd.snap-first"
+    # new data after the snapshot, through coblk-img (convert -n onto the image)
+    qemu-io -f raw -c 'write -P 0x5e 1M 1M' src.raw >/dev/null
+    "$IMG" convert -n -f raw -O fvd src.raw vm.fvd
+    "$IMG" convert -O raw vm.fvd.snap-first snap.raw
+    identical before.raw snap.raw
+    "$IMG" convert -O raw vm.fvd now.raw
+    identical src.raw now.raw
+    if "$IMG" snapshot -c bad/name vm.fvd 2>err.txt; then fail "a name with '/' was taken"; fi
+    grep -q "'/'" err.txt || fail "the refusal does not name '/': $(cat err.txt)"
+    "$IMG" snapshot -a first vm.fvd
+    "$IMG" convert -O raw vm.fvd reverted.raw
+    identical before.raw reverted.raw
+    "$IMG" check vm.fvd || fail "check vm.fvd after revert"
+    "$IMG" snapshot -d first vm.fvd
+    [[ ! -e vm.fvd.snap-first ]] || fail "snapshot -d left vm.fvd.snap-first"
+    if "$IMG" snapshot -l vm.fvd | grep -q first; then fail "'first' still listed"; fi
+    "$IMG" convert -O raw vm.fvd merged.raw
+    identical before.raw merged.raw
+}
+check "coblk-img snapshot -c/-l/-a/-d on an FVD file: the snapshot equals a copy taken before" snapshot
+
 echo "$PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]

@@ -13,7 +13,10 @@ constexpr const char* kHelp = R"(Usage: coblk-img snapshot [-l | -c NAME | -d NA
 
 Lists, creates, deletes or applies (reverts to) snapshots of an image, as
 qemu-img snapshot does. The snapshots are the image stack's own: an RBD
-image's snapshots for rbd:pool/image.
+image's snapshots for rbd:pool/image; for an FVD image on a local file,
+external ones: the file becomes IMAGE.snap-NAME and a new overlay over it
+keeps the image's name (-a reverts to the latest snapshot only; -d merges
+the latest snapshot into the image and removes its file).
 
   -l            list the snapshots (the default when no action is given)
   -c NAME       create snapshot NAME of the image as it is now

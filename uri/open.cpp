@@ -23,6 +23,7 @@
 #include "formats/fvd.h"
 #include "formats/probe.h"
 #include "formats/raw.h"
+#include "uri/fvd_siblings.h"
 #include "uri/options.h"
 
 namespace coblk {
@@ -322,7 +323,13 @@ Task<LayerResult> open_in_chain(Loop& loop, std::string_view name, const OpenOpt
             co_return co_await open_in_chain(loop, resolved, bo, chain);
         };
         FvdOptions fo = *fvd_opts;
-        auto fvd = co_await FvdLayer::open(std::move(child), image, o.read_only, &opener, fo);
+        // The image the caller opened for writing may take snapshots beside
+        // itself; its bases are read-only and never do.
+        std::shared_ptr<FvdSiblings> siblings;
+        if (!o.read_only && chain.size() == 1)
+            siblings = make_fvd_siblings(loop, *spec, o, split->first);
+        auto fvd = co_await FvdLayer::open(std::move(child), image, o.read_only, &opener, fo,
+                                           siblings);
         chain.pop_back();
         co_return upcast(std::move(fvd));
     }

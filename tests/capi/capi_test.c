@@ -739,10 +739,75 @@ static void test_partial_collection(void)
     coblk_destroy(dev);
 }
 
+/* Snapshots of an FVD image on a file (made by the coblk-img named in
+ * COBLK_IMG): taken while started; the old data stays in the snapshot file,
+ * new writes go to the image. */
+static void test_fvd_snapshot(void)
+{
+    const char *tool = getenv("COBLK_IMG");
+    char path[512], snap[600], cmd[1400];
+    struct coblk_device *dev, *two, *ro = NULL;
+    struct coblk_queue *q;
+    unsigned char *a = malloc(MiB), *b = malloc(64 * 1024), *got = malloc(MiB);
+    bool can = false;
+    if (!tool) {
+        fprintf(stderr, "fvd_snapshot: COBLK_IMG (a coblk-img to create the FVD image) is not "
+                "set\n");
+        failures++;
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/snap.fvd", scratch_dir);
+    snprintf(snap, sizeof snap, "%s.snap-s1", path);
+    snprintf(cmd, sizeof cmd, "'%s' create -q -f fvd '%s' 4M", tool, path);
+    CHECK(system(cmd) == 0);
+
+    /* Two queues: refused, naming the reason. */
+    two = open_started(path, "", 2);
+    CHECK(coblk_get_bool(two, "can-snapshot", &can) == 0 && !can);
+    CHECK_ERR(coblk_snapshot_create(two, "s1"), ENOTSUP, "one queue");
+    coblk_destroy(two);
+
+    dev = open_started(path, "", 1);
+    q = coblk_get_queue(dev, 0);
+    CHECK(coblk_get_bool(dev, "can-snapshot", &can) == 0 && can);
+    fill_pattern(a, MiB, 1);
+    fill_pattern(b, 64 * 1024, 2);
+    CHECK(coblk_queue_write(q, 0, a, MiB, a, 0) == 0);
+    CHECK_ERR(coblk_snapshot_create(dev, "s1"), EBUSY, "in flight");
+    CHECK(wait_one(q, a) == 0);
+    CHECK_ERR(coblk_snapshot_create(dev, "bad/name"), EINVAL, "'/'");
+    CHECK(coblk_snapshot_create(dev, "s1") == 0);
+    CHECK_ERR(coblk_snapshot_create(dev, "s1"), EEXIST, "snap.fvd.snap-s1");
+    CHECK(coblk_queue_write(q, 0, b, 64 * 1024, b, 0) == 0);
+    CHECK(wait_one(q, b) == 0);
+    CHECK(coblk_queue_read(q, 0, got, MiB, got, 0) == 0);
+    CHECK(wait_one(q, got) == 0);
+    CHECK(memcmp(got, b, 64 * 1024) == 0 && memcmp(got + 64 * 1024, a + 64 * 1024,
+                                                   MiB - 64 * 1024) == 0);
+    CHECK(coblk_close(dev) == 0);
+    coblk_destroy(dev);
+
+    /* The snapshot file holds the data written before the snapshot. */
+    CHECK(coblk_create(snap, &ro) == 0);
+    CHECK(coblk_set_bool(ro, "read-only", true) == 0);
+    CHECK(coblk_start(ro) == 0);
+    q = coblk_get_queue(ro, 0);
+    memset(got, 0, MiB);
+    CHECK(q && coblk_queue_read(q, 0, got, MiB, got, 0) == 0);
+    CHECK(q && wait_one(q, got) == 0);
+    CHECK(memcmp(got, a, MiB) == 0);
+    coblk_destroy(ro);
+out:
+    free(a);
+    free(b);
+    free(got);
+}
+
 static const struct test tests[] = {
     {"version", test_version_and_message},
     {"create_misuse", test_create_misuse},
     {"properties", test_properties},
+    {"fvd_snapshot", test_fvd_snapshot},
     {"start_errors", test_start_errors},
     {"io_writeback", test_io_writeback},
     {"io_cache_none", test_io_cache_none},
