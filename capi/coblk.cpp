@@ -127,6 +127,17 @@ bool has_memory_name(const coblk_device* dev)
     return false;
 }
 
+// The kind of the first layer of `l`'s stack whose metadata lives in its
+// open layer (FVD: bitmap, table, journal), or null. Two such layers
+// writing one image would overwrite each other's metadata.
+const char* keeps_image_state(const Layer* l)
+{
+    for (; l; l = l->child())
+        if (std::strcmp(l->kind(), "fvd") == 0)
+            return l->kind();
+    return nullptr;
+}
+
 // Closes every opened stack, waiting for requests in flight on each.
 void close_queues(coblk_device* dev) noexcept
 {
@@ -528,7 +539,16 @@ int coblk_start(struct coblk_device* dev)
             return fail(code, "{}", msg);
         }
         q->layer = std::move(opened).value();
+        const char* stateful = i == 0 && dev->num_queues > 1 && !q->layer->read_only()
+                                   ? keeps_image_state(q->layer.get())
+                                   : nullptr;
         queues.push_back(std::move(q));
+        if (stateful) {
+            undo();
+            return fail(ENOTSUP, "'{}': a writable {} image keeps its metadata in the one stack "
+                        "that opened it, and each queue opens its own: use one queue "
+                        "(num-queues 1), or open it read-only", dev->uri, stateful);
+        }
     }
     dev->queues = std::move(queues);
     dev->state = State::Started;

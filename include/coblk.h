@@ -23,7 +23,9 @@
  * hand-over between threads.  Queue 0's stack holds the image lock (a local
  * file is locked against other processes); the stacks of other queues open
  * the same image without taking it again.  A device whose data cannot be
- * shared between stacks (an unnamed memory:// device) offers one queue.
+ * shared between stacks (an unnamed memory:// device) offers one queue,
+ * and so does a writable FVD image, whose bitmap, table and journal live in
+ * the stack that opened it (coblk_start with more fails with -ENOTSUP).
  * A queue may move to another thread between calls (its ring is not tied to
  * a thread), but never be used by two threads at once.
  *
