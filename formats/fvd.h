@@ -156,6 +156,9 @@ protected:
     Task<Result<void>> do_snapshot_revert(const std::string& name) override;
 
 private:
+    // Revert's and delete's shared refusals (formats/fvd_snapshot.cpp).
+    Task<Result<void>> check_latest_snapshot(const std::string& name, const std::string& what,
+                                             const char* older);
     // The request paths behind the gate that snapshots close (see hold());
     // reads pass it inline in do_preadv.
     Task<int> write_impl(uint64_t off, const iovec* iov, int iovcnt, unsigned flags);

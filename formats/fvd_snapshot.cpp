@@ -364,31 +364,42 @@ Task<Result<void>> FvdLayer::revert_held(const std::string& name)
     co_return Result<void>{};
 }
 
+// The checks revert and delete share: `name` must be this image's latest
+// snapshot, and the image must reach its directory. Each message starts
+// with `what`; `older` says why a snapshot other than the latest is
+// refused. Loop thread, under snap_lock_.
+Task<Result<void>> FvdLayer::check_latest_snapshot(const std::string& name,
+                                                   const std::string& what, const char* older)
+{
+    auto list = co_await do_snapshot_list();
+    if (!list)
+        co_return list.error();
+    bool known = false;
+    for (const auto& s : *list)
+        known = known || s.name == name;
+    if (!known)
+        co_return make_error(ENOENT, "{}: it has no such snapshot", what);
+    if (name != list->back().name)
+        co_return make_error(ENOTSUP, "{}: {} (the latest is '{}')", what, older,
+                             list->back().name);
+    if (!siblings_)
+        co_return make_error(ENOTSUP, "{}: it was opened without access to its directory", what);
+    if (auto s = siblings_->supported(); !s)
+        co_return make_error(ENOTSUP, "{}: {}", what, s.error().message);
+    co_return Result<void>{};
+}
+
 Task<Result<void>> FvdLayer::do_snapshot_revert(const std::string& name)
 {
     auto guard = co_await snap_lock_.lock();
-    auto list = co_await do_snapshot_list();
-    std::string latest = list && !list->empty() ? list->back().name : "";
-    bool known = false;
-    for (const auto& s : list ? *list : std::vector<SnapshotInfo>{})
-        known = known || s.name == name;
-    if (!known)
-        co_return make_error(ENOENT, "cannot revert '{}' to snapshot '{}': it has no such "
-                             "snapshot", name_, name);
-    if (name != latest)
-        co_return make_error(ENOTSUP, "cannot revert '{}' to snapshot '{}': later snapshots "
-                             "are built on it; an FVD image reverts only to its latest "
-                             "snapshot ('{}')", name_, name, latest);
+    std::string what = fmt::format("cannot revert '{}' to snapshot '{}'", name_, name);
+    auto ok = co_await check_latest_snapshot(name, what, "later snapshots are built on it; an "
+                                             "FVD image reverts only to its latest snapshot");
+    if (!ok)
+        co_return ok.error();
     if (!base_)
-        co_return make_error(ENOTSUP, "cannot revert '{}' to snapshot '{}': the snapshot is "
-                             "not open (every block was copied into the image: base_copied)",
-                             name_, name);
-    if (!siblings_)
-        co_return make_error(ENOTSUP, "cannot revert '{}' to snapshot '{}': it was opened "
-                             "without access to its directory", name_, name);
-    if (auto s = siblings_->supported(); !s)
-        co_return make_error(ENOTSUP, "cannot revert '{}' to snapshot '{}': {}", name_, name,
-                             s.error().message);
+        co_return make_error(ENOTSUP, "{}: the snapshot is not open (every block was copied "
+                             "into the image: base_copied)", what);
     co_await hold();
     auto r = co_await revert_held(name);
     release();
@@ -480,25 +491,12 @@ Task<Result<void>> FvdLayer::delete_held(const std::string& name)
 Task<Result<void>> FvdLayer::do_snapshot_delete(const std::string& name)
 {
     auto guard = co_await snap_lock_.lock();
-    auto list = co_await do_snapshot_list();
-    std::string latest = list && !list->empty() ? list->back().name : "";
-    bool known = false;
-    for (const auto& s : list ? *list : std::vector<SnapshotInfo>{})
-        known = known || s.name == name;
-    if (!known)
-        co_return make_error(ENOENT, "cannot delete snapshot '{}' of '{}': it has no such "
-                             "snapshot", name, name_);
-    if (name != latest)
-        co_return make_error(ENOTSUP, "cannot delete snapshot '{}' of '{}': only the latest "
-                             "snapshot ('{}') can be deleted in this version (an older one "
-                             "would be merged into a read-only snapshot file)", name, name_,
-                             latest);
-    if (!siblings_)
-        co_return make_error(ENOTSUP, "cannot delete snapshot '{}' of '{}': it was opened "
-                             "without access to its directory", name, name_);
-    if (auto s = siblings_->supported(); !s)
-        co_return make_error(ENOTSUP, "cannot delete snapshot '{}' of '{}': {}", name, name_,
-                             s.error().message);
+    std::string what = fmt::format("cannot delete snapshot '{}' of '{}'", name, name_);
+    auto ok = co_await check_latest_snapshot(name, what, "only the latest snapshot can be "
+                                             "deleted in this version (an older one would be "
+                                             "merged into a read-only snapshot file)");
+    if (!ok)
+        co_return ok.error();
     co_await hold();
     auto r = co_await delete_held(name);
     release();
