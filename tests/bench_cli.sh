@@ -214,25 +214,7 @@ check_8() {
     json_check "d['jobs'][0]['write']['total_ios'] == 1000"
 }
 
-PASSED=0
-FAILED=0
-run_check() {
-    local n=$1 desc=$2 fn=$3 rc
-    set +e
-    (
-        set -e
-        "$fn"
-    )
-    rc=$?
-    set -e
-    if [[ $rc -eq 0 ]]; then
-        echo "ok $n - $desc"
-        PASSED=$((PASSED + 1))
-    else
-        echo "not ok $n - $desc"
-        FAILED=$((FAILED + 1))
-    fi
-}
+source "$(dirname "$0")/run_check.sh"
 
 run_check 1 "null:// randread: JSON parses with fio's paths; no progress off a terminal" check_1
 run_check 2 "verify=crc32c: write, read back in another run, catch a flipped byte" check_2

@@ -303,29 +303,11 @@ check_6() {
 
 # --- running them ---
 
-PASSED=0
-FAILED=0
-
-# run_check N DESCRIPTION FUNCTION: runs FUNCTION in a subshell with errexit
-# (not in a condition, where bash would switch errexit off).
-run_check() {
-    local n=$1 desc=$2 fn=$3 rc
-    OUT_FILE=$SCRATCH/check-$n.out
-    ERR_FILE=$SCRATCH/check-$n.err
-    set +e
-    (
-        set -e
-        "$fn"
-    )
-    rc=$?
-    set -e
-    if [[ $rc -eq 0 ]]; then
-        echo "ok $n - $desc"
-        PASSED=$((PASSED + 1))
-    else
-        echo "not ok $n - $desc"
-        FAILED=$((FAILED + 1))
-    fi
+source "$(dirname "$0")/run_check.sh"
+# Each check's stdout and stderr files.
+run_check_setup() {
+    OUT_FILE=$SCRATCH/check-$1.out
+    ERR_FILE=$SCRATCH/check-$1.err
 }
 
 run_check 1 "an image written by coblk-img convert reads identically through qemu" check_1

@@ -138,27 +138,7 @@ check_env() {
     stderr_has "Operation not permitted"
 }
 
-PASSED=0
-FAILED=0
-# run_check N DESCRIPTION FUNCTION: the function in a subshell under set -e
-# (not in an `if`, where bash would ignore set -e).
-run_check() {
-    local n=$1 desc=$2 fn=$3 rc
-    set +e
-    (
-        set -e
-        "$fn"
-    )
-    rc=$?
-    set -e
-    if [[ $rc -eq 0 ]]; then
-        echo "ok $n - $desc"
-        PASSED=$((PASSED + 1))
-    else
-        echo "not ok $n - $desc"
-        FAILED=$((FAILED + 1))
-    fi
-}
+source "$(dirname "$0")/run_check.sh"
 
 run_check 1 "no-uring-exec: io_uring_setup fails under its filter, usage errors refused" check_filter
 run_check 2 "seccomp ENOSYS: bench verifies, convert/compare match qemu-img, one warning" check_enosys
