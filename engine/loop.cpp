@@ -215,6 +215,12 @@ void Loop::queue(UringOp* op) noexcept
         submit_early(op->opcode);
         return;
     }
+    append_queued(op);
+}
+
+// Appends `op` to the operations waiting for room (FIFO). Loop thread.
+void Loop::append_queued(UringOp* op) noexcept
+{
     op->next = nullptr;
     if (queued_tail_)
         queued_tail_->next = op;

@@ -156,6 +156,7 @@ private:
 
     Loop() = default;
     void queue(UringOp* op) noexcept;
+    void append_queued(UringOp* op) noexcept;
     void fill_sq() noexcept;
     void submit_early(uint8_t opcode) noexcept;
     static constexpr unsigned kReadSubmitBatch = 4;

@@ -110,12 +110,7 @@ void Loop::queue_worker(UringOp* op) noexcept
         dispatch(op);
         return;
     }
-    op->next = nullptr;
-    if (queued_tail_)
-        queued_tail_->next = op;
-    else
-        queued_head_ = op;
-    queued_tail_ = op;
+    append_queued(op);
 }
 
 // Sends queued operations to workers while there is room. Loop thread.
