@@ -145,12 +145,25 @@ Task<int> FdLayer::do_preadv(uint64_t off, const iovec* iov, int iovcnt, unsigne
 // on, so such writes are serialised, and when the aligned write went past
 // the request's end it trims the file back: the bounce put a partial block
 // of zeros beyond the true end.
+// Writes through the bounce buffer when the request is misaligned for the
+// file, straight otherwise. 0 or -errno. One choice between two awaits, as
+// if/else (g++ 12 miscompiled such a choice written with `?:`; see
+// docs/architecture.md). Loop thread.
+Task<int> FdLayer::write_direct_or_bounced(uint64_t off, const iovec* iov, int iovcnt)
+{
+    int r;
+    if (needs_bounce(off, iov, iovcnt))
+        r = co_await bounced_write(off, iov, iovcnt);
+    else
+        r = co_await rw_full(true, off, iov, iovcnt);
+    co_return r;
+}
+
 Task<int> FdLayer::do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsigned flags)
 {
     int r;
     if (!direct_) {
-        r = needs_bounce(off, iov, iovcnt) ? co_await bounced_write(off, iov, iovcnt)
-                                           : co_await rw_full(true, off, iov, iovcnt);
+        r = co_await write_direct_or_bounced(off, iov, iovcnt);
     } else {
         uint32_t a = limits_.request_alignment;
         uint64_t end = off + iov_length(iov, iovcnt);
@@ -163,8 +176,7 @@ Task<int> FdLayer::do_pwritev(uint64_t off, const iovec* iov, int iovcnt, unsign
             guard = co_await write_lock_.lock(lo, UINT64_MAX - lo);
         }
         uint64_t new_end = std::max(size_, end);
-        r = needs_bounce(off, iov, iovcnt) ? co_await bounced_write(off, iov, iovcnt)
-                                           : co_await rw_full(true, off, iov, iovcnt);
+        r = co_await write_direct_or_bounced(off, iov, iovcnt);
         if (r == 0 && past_eof && hi > new_end)
             r = int(co_await run_blocking(loop_, [fd = fd_, new_end]() -> int64_t {
                 return ftruncate(fd, off_t(new_end)) < 0 ? -errno : 0;

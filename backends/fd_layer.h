@@ -61,6 +61,7 @@ private:
     bool needs_bounce(uint64_t off, const iovec* iov, int iovcnt) const;
     Task<int> bounced_read(uint64_t off, const iovec* iov, int iovcnt);
     Task<int> bounced_write(uint64_t off, const iovec* iov, int iovcnt);
+    Task<int> write_direct_or_bounced(uint64_t off, const iovec* iov, int iovcnt);
 };
 
 // Buffer with the given alignment, freed with std::free. Null on ENOMEM.
