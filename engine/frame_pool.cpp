@@ -4,27 +4,11 @@
 
 #include <new>
 
-namespace coblk {
+namespace coblk::detail {
+
+constinit thread_local FramePool frame_pool;
+
 namespace {
-
-constexpr std::size_t kGranule = 64;
-constexpr std::size_t kClasses = 32;          // frames up to 2 KiB are pooled
-constexpr std::size_t kMaxCachedPerClass = 4096;
-
-struct FreeBlock {
-    FreeBlock* next;
-};
-
-// Trivially destructible and constant-initialised, so that reaching it
-// costs no thread_local initialisation guard on the request path.
-struct Pool {
-    FreeBlock* heads[kClasses] = {};
-    std::size_t counts[kClasses] = {};
-    bool reaper_armed = false;  // reap() below will free the lists at thread exit
-    bool gone = false;          // the thread is exiting: use the heap
-};
-
-constinit thread_local Pool pool;
 
 // Frees the thread's cached frames at thread exit: a pthread key whose
 // value is set on a thread's first cached frame. Not a thread_local object
@@ -33,15 +17,17 @@ constinit thread_local Pool pool;
 // finds memory exhausted); setting a key's value allocates nothing.
 void reap(void*) noexcept
 {
-    for (std::size_t c = 0; c < kClasses; c++) {
+    FramePool& pool = frame_pool;
+    pool.caching = false;
+    pool.gone = true;  // frames freed later in thread exit go to the heap
+    for (std::size_t c = 0; c < kFrameClasses; c++) {
         while (pool.heads[c]) {
-            FreeBlock* b = pool.heads[c];
-            pool.heads[c] = b->next;
-            ::operator delete(b);
+            FreeFrame* f = pool.heads[c];
+            pool.heads[c] = f->next;
+            ::operator delete(f);
         }
         pool.counts[c] = 0;
     }
-    pool.gone = true;  // frames freed later in thread exit go to the heap
 }
 
 struct ReaperKey {
@@ -51,7 +37,7 @@ struct ReaperKey {
 
 // Whether this thread's cached frames will be freed at its exit; arms that
 // on first use. False when it cannot be armed: then nothing is cached.
-bool reaper_armed()
+bool arm_reaper(FramePool& pool)
 {
     if (pool.reaper_armed)
         return true;
@@ -63,38 +49,35 @@ bool reaper_armed()
     return true;
 }
 
-std::size_t class_of(std::size_t size) { return (size + kGranule - 1) / kGranule - 1; }
-
 } // namespace
 
-void* frame_alloc(std::size_t size)
+// No cached frame of this class (or too large a frame): a new one from the
+// heap, rounded up to its class, always (even on an exiting thread), since
+// whichever thread frees it may cache it for any frame of that class.
+void* frame_alloc_slow(std::size_t size)
 {
-    std::size_t c = class_of(size);
-    if (c >= kClasses || pool.gone)
+    std::size_t c = frame_class(size);
+    if (c >= kFrameClasses)
         return ::operator new(size);
-    if (FreeBlock* b = pool.heads[c]) {
-        pool.heads[c] = b->next;
-        pool.counts[c]--;
-        return b;
-    }
-    return ::operator new((c + 1) * kGranule);
+    return ::operator new((c + 1) * kFrameGranule);
 }
 
-void frame_free(void* p, std::size_t size) noexcept
+// The freed frame cannot be cached yet: the thread's first free (which arms
+// the reaper), a full class, a frame too large, or a thread that is exiting.
+void frame_free_slow(void* p, std::size_t size) noexcept
 {
-    std::size_t c = class_of(size);
-    if (c >= kClasses || pool.gone || pool.counts[c] >= kMaxCachedPerClass) {
+    FramePool& pool = frame_pool;
+    std::size_t c = frame_class(size);
+    if (c >= kFrameClasses || pool.gone || pool.counts[c] >= kMaxCachedPerClass ||
+        !arm_reaper(pool)) {
         ::operator delete(p);
         return;
     }
-    if (!reaper_armed()) {
-        ::operator delete(p);
-        return;
-    }
-    auto* b = static_cast<FreeBlock*>(p);
-    b->next = pool.heads[c];
-    pool.heads[c] = b;
+    pool.caching = true;
+    auto* f = static_cast<FreeFrame*>(p);
+    f->next = pool.heads[c];
+    pool.heads[c] = f;
     pool.counts[c]++;
 }
 
-} // namespace coblk
+} // namespace coblk::detail

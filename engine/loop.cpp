@@ -13,16 +13,8 @@
 #include <system_error>
 
 namespace coblk {
-namespace {
-thread_local Loop* current_loop = nullptr;
-}
-
-CurrentLoopScope::CurrentLoopScope(Loop* loop) noexcept : saved(current_loop)
-{
-    current_loop = loop;
-}
-
-CurrentLoopScope::~CurrentLoopScope() { current_loop = saved; }
+constinit thread_local Loop* detail::current_loop = nullptr;
+using detail::current_loop;
 
 Loop* Loop::current() noexcept { return current_loop; }
 

@@ -214,10 +214,21 @@ private:
     int poll_fd_ = -1;
 };
 
-// Makes `loop` the current loop of this thread for the scope's life.
+namespace detail {
+// The loop this thread is running (Loop::current()); set by CurrentLoopScope.
+extern constinit thread_local Loop* current_loop;
+} // namespace detail
+
+// Makes `loop` the current loop of this thread for the scope's life. Inline:
+// every request started from outside a loop (the C API's, a VMM's) pays it.
 struct CurrentLoopScope {
-    explicit CurrentLoopScope(Loop* loop) noexcept;
-    ~CurrentLoopScope();
+    explicit CurrentLoopScope(Loop* loop) noexcept : saved(detail::current_loop)
+    {
+        detail::current_loop = loop;
+    }
+    ~CurrentLoopScope() { detail::current_loop = saved; }
+    CurrentLoopScope(const CurrentLoopScope&) = delete;
+    CurrentLoopScope& operator=(const CurrentLoopScope&) = delete;
     Loop* saved;
 };
 

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -502,6 +503,24 @@ TEST_CASE("frame pool hands a freed frame out again", "[engine]")
         CHECK(second == first);
         for (void* p : second)
             frame_free(p, 96);
+    }
+    SECTION("a frame from an exiting thread is as large as its class")
+    {
+        // A thread past its reaper allocates from the heap; a frame it
+        // hands to another thread is cached there and may come back for
+        // any frame of its class, so it must have the class's full size.
+        void* p = nullptr;
+        std::thread t([&] {
+            detail::frame_pool.gone = true;  // as after the reaper ran
+            p = frame_alloc(65);             // class 1: frames of 65..128 bytes
+        });
+        t.join();
+        REQUIRE(p != nullptr);
+        CHECK(malloc_usable_size(p) >= 128);
+        frame_free(p, 65);
+        void* q = frame_alloc(128);
+        std::memset(q, 0xCD, 128);
+        frame_free(q, 128);
     }
     SECTION("a frame freed on another thread joins that thread's list")
     {
