@@ -15,6 +15,9 @@
 // the cost of a request, without the time other processes of a shared
 // machine take the CPU away.
 //
+// Built twice: capi-cost calls the C API in libcoblk.so, capi-cost-static
+// in libcoblk.a, linked like the C++ ways (bench/capi_cost.sh runs both).
+//
 // Usage: capi-cost [ROUNDS [OPS_PER_ROUND [WAY]]]
 // WAY (cxx-workers, cxx-spawn or capi) runs that way alone, for a profiler
 // (`perf stat -e instructions:u`) to count what one way costs.

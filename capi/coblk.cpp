@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -46,7 +47,9 @@ struct coblk_queue {
     // completing a request never allocates.
     std::vector<coblk_completion> done;
     uint32_t head = 0, tail = 0;
+    uint32_t room = 0;  // done.size(), kept where the request path reads it
     int inflight = 0;
+    bool closed = false;  // set with the device's Closed state
     bool polling = false;
 };
 
@@ -97,7 +100,7 @@ inline int check_queue(const coblk_queue* q, const char* fn)
 {
     if (!q)
         return fail(EINVAL, "{}: the queue handle is NULL", fn);
-    if (q->dev->state == State::Closed)
+    if (q->closed)
         return fail(EBADF, "{}: device '{}' is closed", fn, q->dev->uri);
     return 0;
 }
@@ -166,6 +169,7 @@ void close_queues(coblk_device* dev) noexcept
     size_t need = size_t(waiting) + size_t(q->inflight) + 1;
     if (q->done.size() < need)
         q->done.resize(std::max<size_t>({need, 2 * q->done.size(), 64}));
+    q->room = uint32_t(std::min<size_t>(q->done.size(), UINT32_MAX));
 }
 
 // Records a request's completion. Never reallocates: submit() reserved
@@ -268,7 +272,7 @@ detail::Detached run_other(coblk_queue* q, Op op, uint64_t off, uint64_t len, un
                         off, len, q->dev->uri, size);
     }
     // Reserve the completion slot now, so completing never allocates.
-    if (q->tail + uint32_t(q->inflight) >= q->done.size())
+    if (q->tail + uint32_t(q->inflight) >= q->room)
         make_room(q);
     q->inflight++;
     CurrentLoopScope scope(q->loop.get());
@@ -300,12 +304,14 @@ detail::Detached run_other(coblk_queue* q, Op op, uint64_t off, uint64_t len, un
 // Moves up to `max` completions out of `q`.
 int collect(coblk_queue* q, coblk_completion* out, int max)
 {
-    int n = 0;
-    while (n < max && q->head < q->tail)
-        out[n++] = q->done[q->head++];
+    uint32_t n = std::min(uint32_t(max), q->tail - q->head);
+    if (n > 0) {
+        std::memcpy(out, q->done.data() + q->head, n * sizeof *out);
+        q->head += n;
+    }
     if (q->head == q->tail)
         q->head = q->tail = 0;
-    return n;
+    return int(n);
 }
 
 int64_t now_ns()
@@ -778,6 +784,8 @@ int coblk_close(struct coblk_device* dev)
         }
     close_queues(dev);
     dev->state = State::Closed;
+    for (auto& q : dev->queues)
+        q->closed = true;
     return 0;
     COBLK_GUARD_END
 }
