@@ -35,17 +35,16 @@ struct ReaperKey {
     bool ok = pthread_key_create(&key, reap) == 0;
 };
 
-// Whether this thread's cached frames will be freed at its exit; arms that
-// on first use. False when it cannot be armed: then nothing is cached.
+// Arms the reaper that frees this thread's cached frames at its exit, and
+// with it caching. False when it cannot be armed: then nothing is cached
+// (and a later free tries again).
 bool arm_reaper(FramePool& pool)
 {
-    if (pool.reaper_armed)
-        return true;
     static ReaperKey k;
     static const char token = 0;
     if (!k.ok || pthread_setspecific(k.key, &token) != 0)
         return false;
-    pool.reaper_armed = true;
+    pool.caching = true;
     return true;
 }
 
@@ -62,18 +61,18 @@ void* frame_alloc_slow(std::size_t size)
     return ::operator new((c + 1) * kFrameGranule);
 }
 
-// The freed frame cannot be cached yet: the thread's first free (which arms
-// the reaper), a full class, a frame too large, or a thread that is exiting.
+// The freed frame cannot be cached as it is: the thread's first free (which
+// arms the reaper: caching is off until then), a full class, a frame too
+// large, or a thread that is exiting.
 void frame_free_slow(void* p, std::size_t size) noexcept
 {
     FramePool& pool = frame_pool;
     std::size_t c = frame_class(size);
     if (c >= kFrameClasses || pool.gone || pool.counts[c] >= kMaxCachedPerClass ||
-        !arm_reaper(pool)) {
+        (!pool.caching && !arm_reaper(pool))) {
         ::operator delete(p);
         return;
     }
-    pool.caching = true;
     auto* f = static_cast<FreeFrame*>(p);
     f->next = pool.heads[c];
     pool.heads[c] = f;

@@ -27,10 +27,9 @@ struct FramePool {
     FreeFrame* heads[kFrameClasses] = {};
     std::size_t counts[kFrameClasses] = {};
     // Freed frames may be cached: the thread's reaper is armed (it frees the
-    // lists at thread exit) and the thread is not exiting.
+    // lists at thread exit) and has not run yet.
     bool caching = false;
-    bool reaper_armed = false;
-    bool gone = false;  // the thread is exiting: use the heap
+    bool gone = false;  // the reaper ran (the thread is exiting): use the heap
 };
 
 extern constinit thread_local FramePool frame_pool;

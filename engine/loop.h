@@ -152,7 +152,6 @@ private:
     friend struct SleepOp;
     friend struct ForeignCompletion;
     template <typename S> friend struct ForeignAwaiter;
-    friend struct CurrentLoopScope;
 
     Loop() = default;
     void queue(UringOp* op) noexcept;
