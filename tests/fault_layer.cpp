@@ -64,13 +64,14 @@ std::unique_ptr<Layer> FaultLayer::release_child()
 Task<int> FaultLayer::admit(Op op, uint64_t len, Draw& d)
 {
     bool write = op != Op::Read && op != Op::Flush && op != Op::Status;
-    if (write && write_points_++ >= crash_at_)
+    uint64_t point = write ? write_points_++ : UINT64_MAX;
+    if (write && point >= crash_at_)
         crashed_ = true;
     if (crashed_ || resolved_)
         co_return -EIO;
     double fail = unit(), delay = unit(), shorten = unit();
     uint64_t amount = prng_.next(), cut = prng_.next();
-    if (fail < cfg_.fail_rate) {
+    if (fail < cfg_.fail_rate || (write && point == fail_point_)) {
         fails_++;
         bool enospc_ok = op == Op::Write || op == Op::WriteZeroes;
         co_return cfg_.fail_errno == ENOSPC && !enospc_ok ? -EIO : -cfg_.fail_errno;

@@ -67,6 +67,10 @@ public:
     // already been issued the crash happens at once.
     void crash_at(uint64_t n);
     void crash_now() { crashed_ = true; }
+    // Makes write point `n` alone fail with -fail_errno (EIO where ENOSPC
+    // does not apply) without reaching the child, as an injected failure;
+    // later requests go on. For tests that need one chosen write to fail.
+    void fail_write_point(uint64_t n) { fail_point_ = n; }
     bool crashed() const { return crashed_; }
 
     // Crashes (if not yet), waits for the requests still inside the layer,
@@ -148,6 +152,7 @@ private:
 
     uint64_t write_points_ = 0;
     uint64_t crash_at_ = UINT64_MAX;
+    uint64_t fail_point_ = UINT64_MAX;
     bool crashed_ = false;
     bool resolved_ = false;
 

@@ -268,6 +268,37 @@ TEST_CASE("fault: short transfers are finished, or fail, never a short success",
     }
 }
 
+TEST_CASE("fault: fail_write_point(n) fails write point n alone", "[fault]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    FaultConfig cfg;
+    int write_errno = EIO;
+    SECTION("EIO") {}
+    SECTION("ENOSPC")
+    {
+        cfg.fail_errno = ENOSPC;
+        write_errno = ENOSPC;
+    }
+    auto f = wrap(mem("1M"), cfg);
+    f->fail_write_point(1);
+    Model m(1 << 20);
+    auto d0 = pattern(4096, 0), d1 = pattern(4096, 1), d2 = pattern(4096, 2);
+    CHECK(write_at(L, *f, 0, d0) == 0);   // write point 0
+    m.write(0, d0);
+    layer_read(L, *f, 0, 4096);            // reads and flushes take none
+    CHECK(sync_wait(L, f->flush()) == 0);
+    CHECK(write_at(L, *f, 4096, d1) == -write_errno);   // 1: fails, not at the child
+    CHECK(write_at(L, *f, 8192, d2) == 0);               // 2: goes on
+    m.write(8192, d2);
+    CHECK(f->write_points() == 3);
+    CHECK(f->faults_injected() == 1);
+    CHECK(!f->crashed());
+    auto c = take_child(L, *f);
+    auto now = contents(L, *c);
+    CHECK_BYTES(now.data(), m.b.data(), m.b.size(), 0);
+}
+
 TEST_CASE("fault: crash_at(n) stops exactly write point n and everything after", "[fault]")
 {
     auto loop = make_loop();
