@@ -701,10 +701,15 @@ Task<int> FvdLayer::write_impl(uint64_t off, const iovec* iov, int iovcnt, unsig
     uint64_t first = block_of(off), last = block_of(off + len - 1);
     int r = 0;
     if (fresh_.all(first, last - first + 1)) {
-        // Every block is in the image already: an in-place write.
+        // Every block is in the image already: an in-place write. Its
+        // blocks are queued even when it fails. A block copy-on-read or
+        // prefetch brought in is in the fresh bitmap only, which is safe
+        // only while the image holds exactly the base's bytes there; a
+        // failed write may have landed in part (one piece of a write over
+        // two chunks, say), reads show that from now on, and a crash after
+        // the next flush must not bring the base's bytes back.
         r = co_await image_io(true, off, iov, iovcnt, 0);
-        if (r == 0)
-            queue_blocks(first, last - first + 1);
+        queue_blocks(first, last - first + 1);
     } else {
         uint64_t lo = block_start(first);
         auto guard = co_await block_lock_.lock(lo, block_end(last) - lo);
@@ -716,8 +721,7 @@ Task<int> FvdLayer::write_impl(uint64_t off, const iovec* iov, int iovcnt, unsig
             if (fresh_.test(b)) {
                 std::vector<iovec> part = iov_slice(iov, iovcnt, pos - off, pe - pos);
                 r = co_await image_io(true, pos, part.data(), int(part.size()), 0);
-                if (r == 0)
-                    queue_blocks(b, nb);
+                queue_blocks(b, nb);   // even when it failed: see above
             } else {
                 r = co_await allocating_write(b, nb, pos, iov, iovcnt, pos - off, pe - pos);
             }

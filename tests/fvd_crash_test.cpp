@@ -64,9 +64,9 @@ std::vector<unsigned char> make_image(Loop& L, const std::string& store, const S
     return initial;
 }
 
-// Opens the FVD image of `store` over a fault layer.
+// Opens the FVD image of `store` over a fault layer, with open options `fo`.
 std::unique_ptr<Layer> open_over_fault(Loop& L, const std::string& store, FaultConfig cfg,
-                                       FaultLayer*& fault)
+                                       FaultLayer*& fault, const FvdOptions& fo = {})
 {
     auto spec = must(uri::parse(store));
     OpenOptions po;
@@ -81,7 +81,7 @@ std::unique_ptr<Layer> open_over_fault(Loop& L, const std::string& store, FaultC
         co_return co_await open_device(L, name, bo);
     };
     std::string name = store;
-    auto f = must(sync_wait(L, FvdLayer::open(std::move(fl), name, false, &opener)));
+    auto f = must(sync_wait(L, FvdLayer::open(std::move(fl), name, false, &opener, fo)));
     return std::unique_ptr<Layer>(std::move(f));
 }
 
@@ -191,6 +191,69 @@ TEST_CASE("fvd crash: random crash points across many seeds", "[fvd-crash]")
     // Most runs reach their crash point (a run with fewer write points ends
     // with a crash after its last request instead).
     CHECK(crashed > runs / 2);
+    MemoryLayer::drop("fvd-crash");
+    MemoryLayer::drop("fvd-crash-base");
+}
+
+// Soak seed 4859 on GlusterFS: blocks copy-on-read had brought in (fresh
+// bitmap only) took a write that failed after its first piece had landed;
+// the guest read that piece back, a flush succeeded, and after a crash the
+// base's bytes were back, since only a write that succeeded queued its
+// blocks for the journal. Here the write spans two chunks of a compact
+// image, so it reaches the child as two writes, and the second one fails.
+TEST_CASE("fvd crash: a failed write over copied-on-read blocks is kept by the next flush",
+          "[fvd-crash]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    Shape sh;
+    sh.compact = GENERATE(true, false);
+    sh.base = true;
+    INFO("compact " << sh.compact);
+    std::string store = "memory://fvd-crash";
+    auto initial = make_image(L, store, sh);
+    CrashModel m(initial);
+    FaultConfig cfg;
+    cfg.close_child = false;
+    FaultLayer* fault = nullptr;
+    FvdOptions fo;
+    fo.copy_on_read = true;
+    auto l = open_over_fault(L, store, cfg, fault, fo);
+    auto& f = static_cast<FvdLayer&>(*l);
+    REQUIRE(f.copy_on_read());
+
+    // Blocks 15 and 16 (the last of chunk 0, the first of chunk 1) are read
+    // from the base and copied in.
+    const uint64_t off = 15 * 4096, len = 2 * 4096;
+    auto got = layer_read(L, *l, off, len);
+    CHECK_BYTES(got.data(), initial.data() + off, len, off);
+    for (int i = 0; i < 1000 && f.blocks_copied_on_read() < 2; i++)
+        L.run_once(false);
+    REQUIRE(f.blocks_copied_on_read() == 2);
+    REQUIRE(f.where(15) == FvdLayer::Where::Image);
+    REQUIRE(f.where(16) == FvdLayer::Where::Image);
+
+    // A guest write over both fails at its second child write (in a
+    // compact image: the piece in chunk 1; otherwise the single write).
+    auto data = pattern(len, 77, off);
+    fault->fail_write_point(fault->write_points() + (sh.compact ? 1 : 0));
+    REQUIRE(sync_pwrite(L, *l, off, data.data(), len) == -EIO);
+    m.wrote(off, data.data(), len, false);
+    auto back = layer_read(L, *l, off, len);
+    REQUIRE(m.bad_byte(off, back.data(), len) < 0);
+    m.adopt(off, back.data(), len);
+    if (sh.compact) {   // the first piece landed
+        CHECK_BYTES(back.data(), data.data(), 4096, off);
+        CHECK_BYTES(back.data() + 4096, initial.data() + off + 4096, 4096, off + 4096);
+    }
+
+    // What the guest read is flushed: a crash now must keep it.
+    REQUIRE(sync_wait(L, l->flush()) == 0);
+    m.settle();
+    fault->crash_now();
+    REQUIRE(sync_wait(L, fault->resolve_crash(0, false)) == 0);
+    close_layer(L, *l);
+    verify_after_crash(L, store, m, 0);
     MemoryLayer::drop("fvd-crash");
     MemoryLayer::drop("fvd-crash-base");
 }
