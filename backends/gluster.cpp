@@ -33,9 +33,9 @@ extern "C" void gfapi_io_done(glfs_fd_t*, ssize_t ret, struct glfs_stat*, struct
 // Starts one async libgfapi call with `submit(completion)` (which passes
 // gfapi_io_done and the completion to libgfapi) and awaits its result: the
 // byte count or 0, or -errno. A submission refused at once completes with
-// its errno. Loop thread.
+// its errno. `gather_us`: see await_foreign. Loop thread.
 template <typename Submit>
-Task<int64_t> gfapi_call(Loop& loop, Submit submit)
+Task<int64_t> gfapi_call(Loop& loop, Submit submit, uint32_t gather_us = 0)
 {
     co_return co_await await_foreign(loop, [&submit](ForeignCompletion* c) {
         errno = 0;
@@ -43,7 +43,7 @@ Task<int64_t> gfapi_call(Loop& loop, Submit submit)
             int e = errno;
             c->complete(-(e ? e : EIO));
         }
-    });
+    }, gather_us);
 }
 
 // Describes bytes [skip, skip+len) of `iov` in `out`.
@@ -131,6 +131,7 @@ Task<Result<std::unique_ptr<GlusterLayer>>> GlusterLayer::open(Loop& loop,
     std::unique_ptr<GlusterLayer> l(new GlusterLayer(loop, std::move(conn), fd, path));
     l->size_ = uint64_t(st.st_size);
     l->read_only_ = read_only;
+    l->gather_us_ = o->gather_us;
     l->growable_ = false;
     co_return l;
 }
@@ -209,11 +210,11 @@ Task<int> GlusterLayer::rw(bool write, uint64_t off, const iovec* iov, int iovcn
         if (write)
             r = co_await gfapi_call(loop_, [&](ForeignCompletion* c) {
                 return glfs_pwritev_async(fd, v, vc, pos, 0, gfapi_io_done, c);
-            });
+            }, gather_us_);
         else
             r = co_await gfapi_call(loop_, [&](ForeignCompletion* c) {
                 return glfs_preadv_async(fd, v, vc, pos, 0, gfapi_io_done, c);
-            });
+            }, gather_us_);
         if (r == -EAGAIN || r == -EINTR)
             continue;
         if (r < 0)

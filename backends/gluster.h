@@ -26,7 +26,8 @@ namespace coblk {
 class GlusterLayer : public Layer {
 public:
     // Opens the image `spec.path` on `spec`'s volume with the gluster options
-    // `opts` (log-level, log-file, ping-timeout, connect-timeout, debug).
+    // `opts` (log-level, log-file, ping-timeout, connect-timeout, debug,
+    // gather-us, client-io-threads).
     // Errors name server, volume and path: ENOENT for a missing volume or
     // file, ENOTCONN when no glusterd answers, ETIMEDOUT when the connection
     // does not come up within connect-timeout. Loop thread.
@@ -67,6 +68,7 @@ private:
     std::string path_;
     bool discard_ok_ = true;   // cleared when the volume refuses discard
     bool zerofill_ok_ = true;  // cleared when the volume refuses zerofill
+    uint32_t gather_us_ = 0;   // for reads and writes: the gather-us option
 };
 
 } // namespace coblk

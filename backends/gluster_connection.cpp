@@ -136,6 +136,11 @@ void init_thread(std::shared_ptr<InitRace> race)
                                    0)) {
             err = errno ? errno : EINVAL;
             race->stage = "glfs_set_xlator_option(ping-timeout)";
+        } else if (!o.client_io_threads &&
+                   (errno = 0, glfs_set_xlator_option(fs, "*-io-threads", "pass-through",
+                                                      "true") < 0)) {
+            err = errno ? errno : EINVAL;
+            race->stage = "glfs_set_xlator_option(pass-through)";
         } else {
             setup.unlock();
             race->stage = "glfs_init";
@@ -198,7 +203,8 @@ Result<int> parse_int_option(std::string_view key, std::string_view v, int lo, i
 Result<GlusterConnectOptions> parse_gluster_options(const uri::Options& opts)
 {
     static constexpr std::string_view kKeys[] = {"log-level", "log-file", "ping-timeout",
-                                                 "connect-timeout", "debug"};
+                                                 "connect-timeout", "debug", "gather-us",
+                                                 "client-io-threads"};
     if (auto r = uri::check_known_options(opts, kKeys, "gluster"); !r)
         return r.error();
     static constexpr std::string_view kLevels[] = {"none", "emerg", "alert", "critical", "error",
@@ -231,6 +237,19 @@ Result<GlusterConnectOptions> parse_gluster_options(const uri::Options& opts)
             if (!n)
                 return n.error();
             o.ping_timeout = *n;
+        } else if (k == "client-io-threads") {
+            if (v == "on" || v == "true" || v == "1")
+                o.client_io_threads = true;
+            else if (v == "off" || v == "false" || v == "0")
+                o.client_io_threads = false;
+            else
+                return make_error(EINVAL, "invalid gluster option client-io-threads='{}' "
+                                  "(expected on or off)", v);
+        } else if (k == "gather-us") {
+            auto n = parse_int_option(k, v, 0, 10000);
+            if (!n)
+                return n.error();
+            o.gather_us = uint32_t(*n);
         } else if (k == "connect-timeout") {
             double secs = 0;
             auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), secs);

@@ -30,12 +30,24 @@ struct GlusterConnectOptions {
     int log_level = 4;               // gf_loglevel_t: 0 none .. 4 error .. 9 trace
     std::optional<int> ping_timeout; // seconds; libgfapi's default (42) when unset
     std::chrono::milliseconds connect_timeout{30000};
+    // Whether the volume's client-side io-threads (performance.client-io-
+    // threads) queue each request for a thread of their own. Off by
+    // default: coblk's loops already submit asynchronously, and that extra
+    // hand-off cost 7.3 instead of 3.2 context switches and 87 instead of
+    // 63 us of CPU per 4 KiB read at depth 32 (bench/RESULTS.md). On: for
+    // volumes whose client does heavy work per request (disperse).
+    bool client_io_threads = false;
+    // Not a connection setting: each image opened keeps its own. How long
+    // the loop may gather this image's read and write completions while 8
+    // or more are in flight (Loop::gather_wait); 0 turns gathering off.
+    uint32_t gather_us = 200;
 };
 
 // Reads the gluster options of a URI or of -o: log-level (none, critical,
 // error, warning, info, debug, trace, or 0-9), debug (0-9, as QEMU's),
 // log-file, ping-timeout (seconds), connect-timeout (seconds, may be
-// fractional). Fails (EINVAL) naming the key and the bad value. Any thread.
+// fractional), gather-us (microseconds, 0-10000), client-io-threads (on,
+// off). Fails (EINVAL) naming the key and the bad value. Any thread.
 Result<GlusterConnectOptions> parse_gluster_options(const uri::Options& opts);
 
 struct GlusterConnection;

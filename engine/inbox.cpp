@@ -33,9 +33,12 @@ void Inbox::push(InboxItem* item) noexcept
     InboxItem* old = head_.load(std::memory_order_relaxed);
     do {
         item->next = old;
-    } while (!head_.compare_exchange_weak(old, item, std::memory_order_release,
+    } while (!head_.compare_exchange_weak(old, item, std::memory_order_seq_cst,
                                           std::memory_order_relaxed));
-    if (old == nullptr) {
+    // Sequentially consistent, with set_quiet(false) and take_all(): a
+    // producer that still reads quiet after the loop has cleared it pushed
+    // before the loop's take_all, which then finds its item.
+    if (old == nullptr && !quiet_.load()) {
         // Only the first producer after a drain signals; a failed write can
         // only be EAGAIN (counter saturated), which still leaves it readable.
         uint64_t one = 1;
@@ -46,7 +49,7 @@ void Inbox::push(InboxItem* item) noexcept
 
 InboxItem* Inbox::take_all() noexcept
 {
-    InboxItem* list = head_.exchange(nullptr, std::memory_order_acquire);
+    InboxItem* list = head_.exchange(nullptr, std::memory_order_seq_cst);
     InboxItem* reversed = nullptr;
     while (list) {
         InboxItem* next = list->next;

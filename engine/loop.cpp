@@ -5,10 +5,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <system_error>
 
@@ -295,13 +297,56 @@ void Loop::drain_inbox() noexcept
 {
     for (InboxItem* it = inbox_.take_all(); it;) {
         InboxItem* next = it->next;  // `it` may be freed by the resumption
-        if (it->loop_op) [[unlikely]]
+        if (it->loop_op) [[unlikely]] {
             inflight_--;  // a worker ran it: the loop has no io_uring
-        else
+        } else {
             foreign_pending_--;
+            if (static_cast<ForeignCompletion*>(it)->gather_us) {
+                gather_pending_--;
+                gather_done_++;
+            }
+        }
         it->waiter.resume();
         it = next;
     }
+}
+
+// Waits for completions while many operations that allow gathering are in
+// flight (libgfapi's, at depth): the inbox stops signalling for a window, so
+// the completions that arrive in it wake the loop once, by the timeout,
+// instead of each waking it through the eventfd. When the cores are
+// saturated, as with a GlusterFS brick on the same host, those wake-ups are
+// what the foreign threads, the brick and the loop fight over
+// (bench/RESULTS.md). The window is the one the operations asked for, but
+// at most an eighth of their latency (Little's law: in flight / completion
+// rate), so that a request waits about 1/16 longer on average when the
+// cores are idle and latency is all there is; under kGatherMinUs it is not
+// worth a timer and the loop waits as usual. Returns what the io_uring wait
+// returned (0 for a timeout). Loop thread, io_uring with EXT_ARG only.
+int Loop::gather_wait() noexcept
+{
+    timespec now_ts{};
+    clock_gettime(CLOCK_MONOTONIC, &now_ts);
+    uint64_t now = uint64_t(now_ts.tv_sec) * 1'000'000'000u + uint64_t(now_ts.tv_nsec);
+    if (now - gather_rate_t0_ >= kGatherRateSampleNs) {
+        if (gather_rate_t0_ != 0)
+            gather_per_us_ = double(gather_done_ - gather_rate_done0_) * 1e3 /
+                             double(now - gather_rate_t0_);
+        gather_rate_t0_ = now;
+        gather_rate_done0_ = gather_done_;
+    }
+    double window_us = 0;
+    if (gather_per_us_ > 0)
+        window_us = std::min(double(gather_us_), double(gather_pending_) / gather_per_us_ / 8);
+    if (window_us < kGatherMinUs)
+        return io_uring_submit_and_wait(&ring_, 1);
+    __kernel_timespec ts{0, static_cast<long long>(window_us * 1e3)};
+    io_uring_cqe* cqe = nullptr;
+    inbox_.set_quiet(true);
+    int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    inbox_.set_quiet(false);
+    gather_waits_++;
+    return r == -ETIME ? 0 : r;
 }
 
 void Loop::reap() noexcept
@@ -373,6 +418,9 @@ bool Loop::run_once(bool block, const __kernel_timespec* timeout)
             r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
             if (r == -ETIME)
                 r = 0;
+        } else if (gather_pending_ >= kGatherMinPending &&
+                   (ring_.features & IORING_FEAT_EXT_ARG)) {
+            r = gather_wait();
         } else {
             r = io_uring_submit_and_wait(&ring_, 1);
         }

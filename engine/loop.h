@@ -68,6 +68,9 @@ struct SleepOp : UringOp {
 struct ForeignCompletion : InboxItem {
     Loop* loop = nullptr;
     int64_t result = 0;
+    // How long the loop may let this completion wait for others before it
+    // wakes for them, in microseconds; 0: at once (see Loop::gather_wait).
+    uint32_t gather_us = 0;
     // Records `r` and queues the waiter on its loop. Any thread, once; the
     // caller must not touch the object afterwards.
     void complete(int64_t r) noexcept;
@@ -144,6 +147,8 @@ public:
     // System calls the loop's thread made for I/O: io_uring_enter, or without
     // io_uring the waits, eventfd reads and timer settings (not the workers').
     uint64_t syscalls() const noexcept { return syscalls_; }
+    // Waits that gathered foreign completions (gather_wait), for tests.
+    uint64_t gather_waits() const noexcept { return gather_waits_; }
     // False when the loop runs its operations on worker threads.
     bool uses_io_uring() const noexcept { return uring_; }
 
@@ -166,6 +171,13 @@ private:
     void arm_inbox_read() noexcept;
     static void on_inbox_read(UringOp* op);
     [[noreturn]] void stalled();
+    int gather_wait() noexcept;
+    // gather_wait's limits: gather only with this many such operations in
+    // flight, resample their completion rate this often, and never wait a
+    // window shorter than this (a timer costs more than it saves).
+    static constexpr unsigned kGatherMinPending = 8;
+    static constexpr uint64_t kGatherRateSampleNs = 2'000'000;
+    static constexpr double kGatherMinUs = 10;
 
     // Without io_uring (engine/loop_workers.cpp).
     Result<void> init_workers(unsigned entries);
@@ -186,6 +198,15 @@ private:
     unsigned max_inflight_ = 0;   // CQ entries less the inbox read
     unsigned inflight_ = 0;       // user ops in the ring
     unsigned foreign_pending_ = 0;
+    // Completion gathering (gather_wait): operations in flight that allow
+    // it, the window the latest of them asked for, and the completion rate.
+    unsigned gather_pending_ = 0;
+    uint32_t gather_us_ = 0;
+    uint64_t gather_done_ = 0;       // gathering completions drained, ever
+    uint64_t gather_rate_t0_ = 0;    // ns, CLOCK_MONOTONIC, start of the rate sample
+    uint64_t gather_rate_done0_ = 0; // gather_done_ then
+    double gather_per_us_ = 0;       // completions per microsecond, last sample
+    uint64_t gather_waits_ = 0;      // waits that gathered, for tests and stats
     UringOp* queued_head_ = nullptr;  // waiting for ring space, FIFO
     UringOp* queued_tail_ = nullptr;
     std::vector<std::coroutine_handle<>> ready_;
@@ -297,6 +318,10 @@ void ForeignAwaiter<Start>::await_suspend(std::coroutine_handle<> h)
 {
     waiter = h;
     loop->foreign_pending_++;
+    if (gather_us) {
+        loop->gather_pending_++;
+        loop->gather_us_ = gather_us;
+    }
     // The waiter is recorded before the operation starts, and the loop only
     // drains its inbox after this returns: a completion that races ahead of
     // the suspension still resumes the coroutine after it has suspended.
@@ -304,12 +329,15 @@ void ForeignAwaiter<Start>::await_suspend(std::coroutine_handle<> h)
 }
 
 // Awaits an operation that `start(ForeignCompletion*)` hands to another
-// thread; resolves to the value passed to complete().
+// thread; resolves to the value passed to complete(). With `gather_us`, the
+// loop may gather this completion with others for up to that long while many
+// such operations are in flight (Loop::gather_wait).
 template <typename Start>
-ForeignAwaiter<Start> await_foreign(Loop& loop, Start start)
+ForeignAwaiter<Start> await_foreign(Loop& loop, Start start, uint32_t gather_us = 0)
 {
     ForeignAwaiter<Start> a{{}, std::move(start)};
     a.loop = &loop;
+    a.gather_us = gather_us;
     return a;
 }
 

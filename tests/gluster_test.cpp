@@ -420,6 +420,14 @@ TEST_CASE("gluster: errors name server, volume and path", "[gluster]")
         REQUIRE_FALSE(r.ok());
         CHECK(r.error().code == EINVAL);
         CHECK_THAT(r.error().message, Contains("ping-timeout"));
+        r = try_open(L, volume_uri() + "/img?gather-us=20000");
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == EINVAL);
+        CHECK_THAT(r.error().message, Contains("gather-us"));
+        r = try_open(L, volume_uri() + "/img?client-io-threads=maybe");
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == EINVAL);
+        CHECK_THAT(r.error().message, Contains("client-io-threads"));
     }
 }
 

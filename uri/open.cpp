@@ -36,7 +36,8 @@ constexpr std::string_view kFileKeys[] = {"cache", "aio", "locking"};
 constexpr std::string_view kNullKeys[] = {"size", "latency-ns", "read-zeroes"};
 constexpr std::string_view kMemoryKeys[] = {"size", "name"};
 constexpr std::string_view kGlusterKeys[] = {"log-level", "log-file", "ping-timeout",
-                                             "connect-timeout", "debug"};
+                                             "connect-timeout", "debug", "gather-us",
+                                             "client-io-threads"};
 constexpr std::string_view kRawKeys[] = {"offset", "size"};
 constexpr std::string_view kFvdKeys[] = {"copy_on_read", "prefetch", "prefetch_delay",
                                          "prefetch_idle", "prefetch_min_mbps", "cor_budget"};

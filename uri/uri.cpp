@@ -53,8 +53,9 @@ constexpr std::array<string_view, 3> kFileKeys{"cache", "aio", "locking"};
 constexpr std::array<string_view, 2> kHostDeviceKeys{"cache", "aio"};
 constexpr std::array<string_view, 3> kNullKeys{"size", "latency-ns", "read-zeroes"};
 constexpr std::array<string_view, 2> kMemoryKeys{"size", "name"};
-constexpr std::array<string_view, 7> kGlusterKeys{
-    "transport", "socket", "log-level", "log-file", "ping-timeout", "connect-timeout", "debug"};
+constexpr std::array<string_view, 9> kGlusterKeys{
+    "transport", "socket", "log-level", "log-file", "ping-timeout", "connect-timeout", "debug",
+    "gather-us", "client-io-threads"};
 // The rbd keys coblk itself reads; every other key goes to librados
 // (rados_conf_set), which names the ones it does not know at open.
 constexpr std::array<string_view, 8> kRbdKeys{
