@@ -282,6 +282,34 @@ TEST_CASE("await_foreign completed synchronously inside start", "[engine]")
 
 namespace {
 
+// How many waiters were not resumed exactly once, and how many did not get
+// their own result (waiter i completes with i + 1), in the foreign tests.
+int resumed_not_once(const std::vector<int>& resumes)
+{
+    int bad = 0;
+    for (int r : resumes)
+        bad += r != 1;
+    return bad;
+}
+
+int results_not_their_own(const std::vector<int64_t>& results)
+{
+    int bad = 0;
+    for (size_t i = 0; i < results.size(); i++)
+        bad += results[i] != int64_t(i) + 1;
+    return bad;
+}
+
+// Notes that waiter i resumed with `r`, and whether on the loop's thread.
+template <typename Ctx>
+void record_resume(Ctx& c, int i, int64_t r)
+{
+    if (std::this_thread::get_id() != c.loop_thread)
+        c.wrong_thread++;
+    c.resumes[size_t(i)]++;
+    c.results[size_t(i)] = r;
+}
+
 struct ForeignCtx {
     std::vector<ForeignCompletion*> pending;
     std::vector<int> resumes;
@@ -293,10 +321,7 @@ struct ForeignCtx {
 Task<void> foreign_waiter(Loop& L, ForeignCtx& c, int i)
 {
     int64_t r = co_await await_foreign(L, [&c](ForeignCompletion* fc) { c.pending.push_back(fc); });
-    if (std::this_thread::get_id() != c.loop_thread)
-        c.wrong_thread++;
-    c.resumes[size_t(i)]++;
-    c.results[size_t(i)] = r;
+    record_resume(c, i, r);
 }
 
 } // namespace
@@ -333,13 +358,8 @@ TEST_CASE("await_foreign: 8 threads x 1000 completions resume each waiter once",
     for (auto& t : threads)
         t.join();
     CHECK(c.wrong_thread == 0);
-    int bad_resumes = 0, bad_results = 0;
-    for (int i = 0; i < kTotal; i++) {
-        bad_resumes += c.resumes[size_t(i)] != 1;
-        bad_results += c.results[size_t(i)] != i + 1;
-    }
-    CHECK(bad_resumes == 0);
-    CHECK(bad_results == 0);
+    CHECK(resumed_not_once(c.resumes) == 0);
+    CHECK(results_not_their_own(c.results) == 0);
 }
 
 namespace {
@@ -351,6 +371,7 @@ struct StreamCtx {
     std::condition_variable cv;
     std::deque<std::pair<ForeignCompletion*, int64_t>> q;
     bool closed = false;
+    int next = 0;  // the next waiter number, for waiters that go on
     std::vector<int> resumes;
     std::vector<int64_t> results;
     std::thread::id loop_thread;
@@ -366,13 +387,12 @@ Task<void> stream_waiter(Loop& L, StreamCtx& c, int i)
         }
         c.cv.notify_one();
     });
-    if (std::this_thread::get_id() != c.loop_thread)
-        c.wrong_thread++;
-    c.resumes[size_t(i)]++;
-    c.results[size_t(i)] = r;
+    record_resume(c, i, r);
 }
 
-void stream_worker(StreamCtx& c)
+// Completes queued operations in order until the context is closed; with
+// `pace`, sleeps that long after each (a server's pace, for gathering).
+void stream_worker(StreamCtx& c, std::chrono::microseconds pace = 0us)
 {
     std::unique_lock<std::mutex> g(c.m);
     for (;;) {
@@ -383,6 +403,8 @@ void stream_worker(StreamCtx& c)
         c.q.pop_front();
         g.unlock();
         fc->complete(v);
+        if (pace.count())
+            std::this_thread::sleep_for(pace);
         g.lock();
     }
 }
@@ -418,35 +440,19 @@ TEST_CASE("await_foreign: completions racing the loop's turns", "[engine]")
     for (auto& t : threads)
         t.join();
     CHECK(c.wrong_thread == 0);
-    int bad_resumes = 0, bad_results = 0;
-    for (int i = 0; i < kTotal; i++) {
-        bad_resumes += c.resumes[size_t(i)] != 1;
-        bad_results += c.results[size_t(i)] != i + 1;
-    }
-    CHECK(bad_resumes == 0);
-    CHECK(bad_results == 0);
+    CHECK(resumed_not_once(c.resumes) == 0);
+    CHECK(results_not_their_own(c.results) == 0);
 }
 
 namespace {
 
-// Keeps kDepth operations that allow gathering in flight until kTotal have
-// completed; one paced thread completes them in order.
-struct GatherCtx {
-    static constexpr int kDepth = 32, kTotal = 1500;
-    std::mutex m;
-    std::condition_variable cv;
-    std::deque<std::pair<ForeignCompletion*, int64_t>> q;
-    bool closed = false;
-    int next = 0;
-    std::vector<int> resumes = std::vector<int>(kTotal, 0);
-    std::vector<int64_t> results = std::vector<int64_t>(kTotal, -1);
-    std::thread::id loop_thread;
-    int wrong_thread = 0;
-};
+constexpr int kGatherDepth = 32, kGatherTotal = 1500;
 
-Task<void> gather_waiter(Loop& L, GatherCtx& c)
+// Keeps one operation that allows gathering in flight until kGatherTotal
+// have been started.
+Task<void> gather_waiter(Loop& L, StreamCtx& c)
 {
-    while (c.next < GatherCtx::kTotal) {
+    while (c.next < kGatherTotal) {
         int i = c.next++;
         int64_t r = co_await await_foreign(L, [&c, i](ForeignCompletion* fc) {
             {
@@ -455,10 +461,7 @@ Task<void> gather_waiter(Loop& L, GatherCtx& c)
             }
             c.cv.notify_one();
         }, 2000);
-        if (std::this_thread::get_id() != c.loop_thread)
-            c.wrong_thread++;
-        c.resumes[size_t(i)]++;
-        c.results[size_t(i)] = r;
+        record_resume(c, i, r);
     }
 }
 
@@ -469,27 +472,16 @@ TEST_CASE("gathered foreign completions: each waiter resumes once, and the loop 
 {
     auto loop = make_loop();
     Loop& L = *loop;
-    GatherCtx c;
+    StreamCtx c;
+    c.resumes.assign(kGatherTotal, 0);
+    c.results.assign(kGatherTotal, -1);
     c.loop_thread = std::this_thread::get_id();
-    // The completer's pace stands in for a server's: it only decides how
+    // One completer, in order, at its own pace: the pace only decides how
     // many completions each gathering window holds, never the outcome.
-    std::thread completer([&c] {
-        std::unique_lock<std::mutex> g(c.m);
-        for (;;) {
-            c.cv.wait(g, [&] { return c.closed || !c.q.empty(); });
-            if (c.q.empty())
-                return;
-            auto [fc, v] = c.q.front();
-            c.q.pop_front();
-            g.unlock();
-            fc->complete(v);
-            std::this_thread::sleep_for(100us);
-            g.lock();
-        }
-    });
-    sync_wait(L, [](Loop& l, GatherCtx& ctx) -> Task<void> {
+    std::thread completer([&c] { stream_worker(c, 100us); });
+    sync_wait(L, [](Loop& l, StreamCtx& ctx) -> Task<void> {
         TaskGroup tg;
-        for (int k = 0; k < GatherCtx::kDepth; k++)
+        for (int k = 0; k < kGatherDepth; k++)
             tg.spawn(gather_waiter(l, ctx));
         co_await tg.join();
     }(L, c));
@@ -500,13 +492,8 @@ TEST_CASE("gathered foreign completions: each waiter resumes once, and the loop 
     c.cv.notify_all();
     completer.join();
     CHECK(c.wrong_thread == 0);
-    int bad_resumes = 0, bad_results = 0;
-    for (int i = 0; i < GatherCtx::kTotal; i++) {
-        bad_resumes += c.resumes[size_t(i)] != 1;
-        bad_results += c.results[size_t(i)] != i + 1;
-    }
-    CHECK(bad_resumes == 0);
-    CHECK(bad_results == 0);
+    CHECK(resumed_not_once(c.resumes) == 0);
+    CHECK(results_not_their_own(c.results) == 0);
     // With 32 in flight and completions at most 10 per millisecond, the
     // window (an eighth of their latency, at least 400 us) is well over the
     // minimum: the loop must have gathered. Without io_uring it waits in
