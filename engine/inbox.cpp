@@ -33,12 +33,9 @@ void Inbox::push(InboxItem* item) noexcept
     InboxItem* old = head_.load(std::memory_order_relaxed);
     do {
         item->next = old;
-    } while (!head_.compare_exchange_weak(old, item, std::memory_order_seq_cst,
+    } while (!head_.compare_exchange_weak(old, item, std::memory_order_release,
                                           std::memory_order_relaxed));
-    // Sequentially consistent, with set_quiet(false) and take_all(): a
-    // producer that still reads quiet after the loop has cleared it pushed
-    // before the loop's take_all, which then finds its item.
-    if (old == nullptr && !quiet_.load()) {
+    if (old == nullptr) {
         // Only the first producer after a drain signals; a failed write can
         // only be EAGAIN (counter saturated), which still leaves it readable.
         uint64_t one = 1;
@@ -47,9 +44,17 @@ void Inbox::push(InboxItem* item) noexcept
     pushers_.fetch_sub(1);
 }
 
+bool Inbox::hold(InboxItem* marker) noexcept
+{
+    InboxItem* expected = nullptr;
+    marker->next = nullptr;
+    return head_.compare_exchange_strong(expected, marker, std::memory_order_release,
+                                         std::memory_order_relaxed);
+}
+
 InboxItem* Inbox::take_all() noexcept
 {
-    InboxItem* list = head_.exchange(nullptr, std::memory_order_seq_cst);
+    InboxItem* list = head_.exchange(nullptr, std::memory_order_acquire);
     InboxItem* reversed = nullptr;
     while (list) {
         InboxItem* next = list->next;

@@ -40,14 +40,14 @@ public:
 
     bool empty() const noexcept { return head_.load(std::memory_order_relaxed) == nullptr; }
     int eventfd() const noexcept { return efd_; }
-    // While quiet, push() does not signal: the loop is in a timed wait of
-    // its own and drains the inbox when it ends (Loop::gather_wait). Loop
-    // thread only.
-    void set_quiet(bool q) noexcept { quiet_.store(q); }
+    // Puts `marker` in the inbox if it is empty, without signalling, and
+    // returns whether it did. Until the loop takes it out with take_all(),
+    // pushes find the inbox non-empty and do not signal either: the loop is
+    // in a timed wait of its own (Loop::gather_wait). Loop thread only.
+    bool hold(InboxItem* marker) noexcept;
 
 private:
     std::atomic<InboxItem*> head_{nullptr};
-    std::atomic<bool> quiet_{false};
     std::atomic<int> pushers_{0};  // producers inside push(), for the destructor
     int efd_ = -1;
 };

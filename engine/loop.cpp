@@ -297,6 +297,10 @@ void Loop::drain_inbox() noexcept
 {
     for (InboxItem* it = inbox_.take_all(); it;) {
         InboxItem* next = it->next;  // `it` may be freed by the resumption
+        if (it == &gather_marker_) [[unlikely]] {
+            it = next;  // gather_wait's marker: nothing waits on it
+            continue;
+        }
         if (it->loop_op) [[unlikely]] {
             inflight_--;  // a worker ran it: the loop has no io_uring
         } else {
@@ -312,7 +316,8 @@ void Loop::drain_inbox() noexcept
 }
 
 // Waits for completions while many operations that allow gathering are in
-// flight (libgfapi's, at depth): the inbox stops signalling for a window, so
+// flight (libgfapi's, at depth): a marker in the otherwise empty inbox
+// (Inbox::hold) keeps producers from signalling for a window, so
 // the completions that arrive in it wake the loop once, by the timeout,
 // instead of each waking it through the eventfd. When the cores are
 // saturated, as with a GlusterFS brick on the same host, those wake-ups are
@@ -340,12 +345,13 @@ int Loop::gather_wait() noexcept
         window_us = std::min(double(gather_us_), double(gather_pending_) / gather_per_us_ / 8);
     if (window_us < kGatherMinUs)
         return io_uring_submit_and_wait(&ring_, 1);
+    if (!inbox_.hold(&gather_marker_))
+        return 0;  // a completion came in since the turn began: take it now
     __kernel_timespec ts{0, static_cast<long long>(window_us * 1e3)};
     io_uring_cqe* cqe = nullptr;
-    inbox_.set_quiet(true);
     int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
-    inbox_.set_quiet(false);
     gather_waits_++;
+    drain_inbox();  // takes the marker out, and what gathered behind it
     return r == -ETIME ? 0 : r;
 }
 

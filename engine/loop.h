@@ -207,6 +207,7 @@ private:
     uint64_t gather_rate_done0_ = 0; // gather_done_ then
     double gather_per_us_ = 0;       // completions per microsecond, last sample
     uint64_t gather_waits_ = 0;      // waits that gathered, for tests and stats
+    InboxItem gather_marker_;        // held in the inbox during a gathering wait
     UringOp* queued_head_ = nullptr;  // waiting for ring space, FIFO
     UringOp* queued_tail_ = nullptr;
     std::vector<std::coroutine_handle<>> ready_;
