@@ -327,7 +327,8 @@ void Loop::drain_inbox() noexcept
 // rate), so that a request waits about 1/16 longer on average when the
 // cores are idle and latency is all there is; under kGatherMinUs it is not
 // worth a timer and the loop waits as usual. Returns what the io_uring wait
-// returned (0 for a timeout). Loop thread, io_uring with EXT_ARG only.
+// returned (0 for a timeout), or 0 at once when a completion is already in
+// the inbox. Loop thread, io_uring with EXT_ARG only.
 int Loop::gather_wait() noexcept
 {
     timespec now_ts{};
