@@ -2,6 +2,7 @@
 
 #include <glusterfs/api/glfs.h>
 #include <netdb.h>
+#include <signal.h>
 
 #include <cerrno>
 #include <charconv>
@@ -313,12 +314,38 @@ size_t gluster_connection_count()
     return k.conns.size();
 }
 
+namespace {
+
+// libgfapi sends on its sockets with writev, which raises SIGPIPE when the
+// brick or glusterd at the other end is gone; with the default action that
+// kills the whole process instead of failing the requests with ENOTCONN.
+// So, at the first connection, a process that left SIGPIPE at its default
+// ignores it from then on; a handler or disposition of the application's
+// own is left alone. Any thread.
+void ignore_default_sigpipe() noexcept
+{
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction old {};
+        if (sigaction(SIGPIPE, nullptr, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+            old.sa_handler != SIG_DFL)
+            return;
+        struct sigaction ign {};
+        ign.sa_handler = SIG_IGN;
+        sigemptyset(&ign.sa_mask);
+        sigaction(SIGPIPE, &ign, nullptr);
+    });
+}
+
+} // namespace
+
 // Looks the connection up in the cache; when absent, runs glfs_init on a
 // new thread raced by a watchdog, and adds the result to the cache (or, when
 // a concurrent open got there first, uses theirs and finishes its own).
 Task<Result<GlusterConnRef>> gluster_connect(Loop& loop, const uri::GlusterSpec& server,
                                              const GlusterConnectOptions& o)
 {
+    ignore_default_sigpipe();
     std::string key = cache_key(server);
     std::string desc = gluster_describe(server);
     Cache& k = cache();

@@ -54,6 +54,10 @@
  * request's own result (0 or -errno) arrives in its completion.  No call
  * aborts the program on bad input: NULL handles, calls in the wrong state,
  * ranges past the end of the device and closed devices are errors.
+ *
+ * Signals.  The first gluster:// device a process starts sets SIGPIPE to
+ * ignored if it still has its default action (libgfapi writes to sockets
+ * whose server may be gone); a handler the program installed is kept.
  */
 #ifndef COBLK_H
 #define COBLK_H

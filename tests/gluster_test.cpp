@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -452,6 +453,23 @@ TEST_CASE("gluster: images on one volume share one connection", "[gluster]")
     CHECK(sync_pread(L, *db, 0, &x, 1) == 0);
     close_layer(L, *db);
     CHECK(gluster_connection_count() == before);
+}
+
+TEST_CASE("gluster: after a connection SIGPIPE is ignored, so a dead brick cannot kill the "
+          "process", "[gluster]")
+{
+    // The test runner leaves SIGPIPE at its default action: whichever
+    // gluster test connected first set it to ignored.
+    auto loop = make_loop();
+    Loop& L = *loop;
+    std::string a = image_uri("sigpipe");
+    create_ok(L, a, 4096);
+    auto d = open_ok(L, a);
+    struct sigaction now {};
+    REQUIRE(sigaction(SIGPIPE, nullptr, &now) == 0);
+    CHECK_FALSE(now.sa_flags & SA_SIGINFO);
+    CHECK(now.sa_handler == SIG_IGN);
+    close_layer(L, *d);
 }
 
 TEST_CASE("gluster: the unix socket transport reaches the same volume", "[gluster]")
