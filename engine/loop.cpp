@@ -1,6 +1,7 @@
 #include "engine/loop.h"
 
 #include <sys/syscall.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -125,13 +126,15 @@ Result<std::unique_ptr<Loop>> Loop::create(unsigned entries, bool any_thread)
     loop->ring_ready_ = true;
     loop->sq_entries_ = p.sq_entries;
     loop->max_inflight_ = p.cq_entries - 1;
-    loop->inbox_read_.loop = loop.get();
-    loop->inbox_read_.on_complete = &Loop::on_inbox_read;
-    loop->inbox_read_.opcode = IORING_OP_READ;
-    loop->inbox_read_.fd = loop->inbox_.eventfd();
-    loop->inbox_read_.addr = reinterpret_cast<uint64_t>(&loop->inbox_buf_);
-    loop->inbox_read_.len = sizeof loop->inbox_buf_;
-    loop->arm_inbox_read();
+    loop->inbox_wait_.loop = loop.get();
+    loop->inbox_wait_.on_complete = &Loop::on_inbox_wait;
+    loop->inbox_wait_.fd = loop->inbox_.eventfd();
+    const char* wait = std::getenv("COBLK_INBOX_WAIT");
+    if (wait && std::strcmp(wait, "read") == 0)
+        loop->inbox_wait_by_read();
+    else
+        loop->inbox_wait_by_poll();
+    loop->arm_inbox_wait();
     return loop;
 }
 
@@ -226,7 +229,7 @@ void Loop::append_queued(UringOp* op) noexcept
 // Fills one SQE for `op`; false when the CQ budget or the SQ is exhausted.
 bool Loop::put_sqe(UringOp* op) noexcept
 {
-    bool internal = op == &inbox_read_;
+    bool internal = op == &inbox_wait_;
     if (!internal && inflight_ >= max_inflight_)
         return false;
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
@@ -278,19 +281,48 @@ void Loop::fill_sq() noexcept
     }
 }
 
-void Loop::arm_inbox_read() noexcept
+// The inbox eventfd wakes the loop through one multishot poll: each signal
+// posts a CQE and the poll stays armed, so nothing is re-armed per wake-up
+// and the counter is never read (it grows by one per signal; 2^64 - 2
+// signals would take centuries). A poll the kernel ends (no
+// IORING_CQE_F_MORE) is armed again. Loop thread, at create.
+void Loop::inbox_wait_by_poll() noexcept
 {
-    if (!put_sqe(&inbox_read_)) {
-        std::fputs("coblk: cannot arm the loop's inbox read\n", stderr);
+    inbox_wait_.opcode = IORING_OP_POLL_ADD;
+    inbox_wait_.addr = 0;
+    inbox_wait_.len = IORING_POLL_ADD_MULTI;
+    inbox_wait_.op_flags = POLLIN;
+}
+
+// Kernels before 5.13 have no multishot poll (they refuse it with EINVAL):
+// there the loop keeps one read of the eventfd in the ring and re-arms it
+// after each wake-up. COBLK_INBOX_WAIT=read asks for this on any kernel.
+void Loop::inbox_wait_by_read() noexcept
+{
+    inbox_wait_.opcode = IORING_OP_READ;
+    inbox_wait_.addr = reinterpret_cast<uint64_t>(&inbox_buf_);
+    inbox_wait_.len = sizeof inbox_buf_;
+    inbox_wait_.op_flags = 0;
+}
+
+void Loop::arm_inbox_wait() noexcept
+{
+    inbox_wait_arms_++;
+    if (!put_sqe(&inbox_wait_)) {
+        std::fputs("coblk: cannot arm the loop's inbox wait\n", stderr);
         std::abort();
     }
 }
 
-void Loop::on_inbox_read(UringOp* op)
+void Loop::on_inbox_wait(UringOp* op)
 {
     Loop* loop = op->loop;
+    loop->inbox_wakeups_++;
+    if (op->res == -EINVAL && op->opcode == IORING_OP_POLL_ADD)
+        loop->inbox_wait_by_read();
     loop->drain_inbox();
-    loop->arm_inbox_read();
+    if (!loop->inbox_wait_armed_)
+        loop->arm_inbox_wait();
 }
 
 void Loop::drain_inbox() noexcept
@@ -368,6 +400,8 @@ void Loop::reap() noexcept
         for (unsigned i = 0; i < n; i++) {
             ops[i] = static_cast<UringOp*>(io_uring_cqe_get_data(cqes[i]));
             ops[i]->res = cqes[i]->res;
+            if (ops[i] == &inbox_wait_)
+                inbox_wait_armed_ = cqes[i]->flags & IORING_CQE_F_MORE;
         }
         io_uring_cq_advance(&ring_, n);
         for (unsigned i = 0; i < n; i++) {
@@ -454,7 +488,7 @@ void Loop::settle() noexcept
     }
     // A turn's last step (reaping) can resume coroutines that post others
     // or start new operations (a read-modify-write's write, the re-armed
-    // inbox read): turn until nothing is runnable. The bound only guards
+    // inbox wait): turn until nothing is runnable. The bound only guards
     // against a coroutine that keeps re-posting itself.
     for (int i = 0; i < 1000 && (!ready_.empty() || !inbox_.empty()); i++)
         run_once(false);

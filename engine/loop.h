@@ -149,6 +149,12 @@ public:
     uint64_t syscalls() const noexcept { return syscalls_; }
     // Waits that gathered foreign completions (gather_wait), for tests.
     uint64_t gather_waits() const noexcept { return gather_waits_; }
+    // With io_uring: whether the inbox eventfd is waited on by a multishot
+    // poll (else by a read), how often that wait was put into the ring, and
+    // how many CQEs it posted. For tests and stats.
+    bool inbox_waits_by_poll() const noexcept { return inbox_wait_.opcode == IORING_OP_POLL_ADD; }
+    uint64_t inbox_wait_arms() const noexcept { return inbox_wait_arms_; }
+    uint64_t inbox_wakeups() const noexcept { return inbox_wakeups_; }
     // False when the loop runs its operations on worker threads.
     bool uses_io_uring() const noexcept { return uring_; }
 
@@ -168,8 +174,10 @@ private:
     void reap() noexcept;
     void drain_inbox() noexcept;
     void run_ready();
-    void arm_inbox_read() noexcept;
-    static void on_inbox_read(UringOp* op);
+    void inbox_wait_by_poll() noexcept;
+    void inbox_wait_by_read() noexcept;
+    void arm_inbox_wait() noexcept;
+    static void on_inbox_wait(UringOp* op);
     [[noreturn]] void stalled();
     int gather_wait() noexcept;
     // gather_wait's limits: gather only with this many such operations in
@@ -195,7 +203,7 @@ private:
     io_uring ring_{};
     bool ring_ready_ = false;
     unsigned sq_entries_ = 0;
-    unsigned max_inflight_ = 0;   // CQ entries less the inbox read
+    unsigned max_inflight_ = 0;   // CQ entries less the inbox wait's
     unsigned inflight_ = 0;       // user ops in the ring
     unsigned foreign_pending_ = 0;
     // Completion gathering (gather_wait): operations in flight that allow
@@ -213,8 +221,11 @@ private:
     std::vector<std::coroutine_handle<>> ready_;
     std::vector<std::coroutine_handle<>> running_;
     Inbox inbox_;
-    UringOp inbox_read_;
-    uint64_t inbox_buf_ = 0;
+    UringOp inbox_wait_;             // a multishot poll of the inbox eventfd, or a read
+    uint64_t inbox_buf_ = 0;         // where the read puts the counter
+    bool inbox_wait_armed_ = false;  // the last inbox CQE said the poll stays armed
+    uint64_t inbox_wait_arms_ = 0;
+    uint64_t inbox_wakeups_ = 0;
     uint64_t syscalls_ = 0;
     bool defer_taskrun_ = false;  // completions are posted only when we ask for events
     bool ring_disabled_ = false;  // enabled by the first run_once, on the loop's thread

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -502,6 +503,44 @@ TEST_CASE("gathered foreign completions: each waiter resumes once, and the loop 
         CHECK(L.gather_waits() > 0);
     else
         CHECK(L.gather_waits() == 0);
+}
+
+TEST_CASE("the inbox wait: one multishot poll for many wake-ups, or a read re-armed after each",
+          "[engine]")
+{
+    auto loop = make_loop();
+    Loop& L = *loop;
+    if (!L.uses_io_uring())
+        return;  // worker loops wait in ppoll (tests/no_uring_test.cpp)
+    StreamCtx c;
+    constexpr int kTotal = 200;
+    c.resumes.assign(kTotal, 0);
+    c.results.assign(kTotal, -1);
+    c.loop_thread = std::this_thread::get_id();
+    std::thread completer([&c] { stream_worker(c); });
+    // One at a time: each completion finds the inbox empty and signals it.
+    sync_wait(L, [](Loop& l, StreamCtx& ctx) -> Task<void> {
+        for (int i = 0; i < kTotal; i++)
+            co_await stream_waiter(l, ctx, i);
+    }(L, c));
+    {
+        std::lock_guard<std::mutex> g(c.m);
+        c.closed = true;
+    }
+    c.cv.notify_all();
+    completer.join();
+    CHECK(resumed_not_once(c.resumes) == 0);
+    CHECK(results_not_their_own(c.results) == 0);
+    CHECK(L.inbox_wakeups() > 0);
+    const char* wait = std::getenv("COBLK_INBOX_WAIT");
+    if (wait && std::string(wait) == "read")
+        CHECK_FALSE(L.inbox_waits_by_poll());
+    if (L.inbox_waits_by_poll()) {
+        CHECK(L.inbox_wait_arms() == 1);  // armed at create, never again
+    } else {
+        // Armed at create and after every wake-up (the newest still waits).
+        CHECK(L.inbox_wait_arms() == L.inbox_wakeups() + 1);
+    }
 }
 
 TEST_CASE("run_blocking runs fn on another thread and returns its value", "[engine]")
