@@ -53,6 +53,19 @@ Result<UringMode> uring_mode_from_env()
                       "or auto", v);
 }
 
+// What COBLK_INBOX_WAIT asks for: true for the multishot poll (the default),
+// false for the read (Loop::inbox_wait_by_read).
+Result<bool> inbox_poll_from_env()
+{
+    const char* v = std::getenv("COBLK_INBOX_WAIT");
+    if (!v || !*v || std::strcmp(v, "poll") == 0)
+        return true;
+    if (std::strcmp(v, "read") == 0)
+        return false;
+    return make_error(EINVAL, "invalid COBLK_INBOX_WAIT='{}' in the environment: expected poll "
+                      "or read", v);
+}
+
 // io_uring_setup errors that mean "not here" rather than "not now":
 // seccomp (ENOSYS, EPERM), kernel.io_uring_disabled (EPERM), LSMs (EACCES),
 // the locked-memory limit of kernels before 5.12 (ENOMEM).
@@ -77,6 +90,9 @@ Result<std::unique_ptr<Loop>> Loop::create(unsigned entries, bool any_thread)
     auto mode = uring_mode_from_env();
     if (!mode.ok())
         return mode.error();
+    auto inbox_poll = inbox_poll_from_env();
+    if (!inbox_poll.ok())
+        return inbox_poll.error();
     std::unique_ptr<Loop> loop;
     try {
         loop.reset(new Loop());
@@ -129,11 +145,10 @@ Result<std::unique_ptr<Loop>> Loop::create(unsigned entries, bool any_thread)
     loop->inbox_wait_.loop = loop.get();
     loop->inbox_wait_.on_complete = &Loop::on_inbox_wait;
     loop->inbox_wait_.fd = loop->inbox_.eventfd();
-    const char* wait = std::getenv("COBLK_INBOX_WAIT");
-    if (wait && std::strcmp(wait, "read") == 0)
-        loop->inbox_wait_by_read();
-    else
+    if (*inbox_poll)
         loop->inbox_wait_by_poll();
+    else
+        loop->inbox_wait_by_read();
     loop->arm_inbox_wait();
     return loop;
 }
@@ -285,7 +300,7 @@ void Loop::fill_sq() noexcept
 // posts a CQE and the poll stays armed, so nothing is re-armed per wake-up
 // and the counter is never read (it grows by one per signal; 2^64 - 2
 // signals would take centuries). A poll the kernel ends (no
-// IORING_CQE_F_MORE) is armed again. Loop thread, at create.
+// IORING_CQE_F_MORE) is armed again. At create.
 void Loop::inbox_wait_by_poll() noexcept
 {
     inbox_wait_.opcode = IORING_OP_POLL_ADD;
@@ -297,6 +312,7 @@ void Loop::inbox_wait_by_poll() noexcept
 // Kernels before 5.13 have no multishot poll (they refuse it with EINVAL):
 // there the loop keeps one read of the eventfd in the ring and re-arms it
 // after each wake-up. COBLK_INBOX_WAIT=read asks for this on any kernel.
+// At create, or on the loop thread when the kernel refused the poll.
 void Loop::inbox_wait_by_read() noexcept
 {
     inbox_wait_.opcode = IORING_OP_READ;

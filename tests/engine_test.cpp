@@ -15,6 +15,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -541,6 +542,22 @@ TEST_CASE("the inbox wait: one multishot poll for many wake-ups, or a read re-ar
         // Armed at create and after every wake-up (the newest still waits).
         CHECK(L.inbox_wait_arms() == L.inbox_wakeups() + 1);
     }
+}
+
+TEST_CASE("a bad COBLK_INBOX_WAIT is refused naming it", "[engine]")
+{
+    std::optional<std::string> saved;
+    if (const char* old = std::getenv("COBLK_INBOX_WAIT"))
+        saved = old;
+    ::setenv("COBLK_INBOX_WAIT", "sometimes", 1);
+    auto r = Loop::create(32);
+    if (saved)
+        ::setenv("COBLK_INBOX_WAIT", saved->c_str(), 1);
+    else
+        ::unsetenv("COBLK_INBOX_WAIT");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == EINVAL);
+    CHECK(r.error().message.find("COBLK_INBOX_WAIT='sometimes'") != std::string::npos);
 }
 
 TEST_CASE("run_blocking runs fn on another thread and returns its value", "[engine]")
