@@ -378,6 +378,22 @@ struct StreamCtx {
     std::vector<int64_t> results;
     std::thread::id loop_thread;
     int wrong_thread = 0;
+
+    // Expects `total` waiters, resumed on the calling (loop) thread.
+    explicit StreamCtx(int total)
+        : resumes(size_t(total), 0), results(size_t(total), -1),
+          loop_thread(std::this_thread::get_id())
+    {
+    }
+    // Lets the workers return once the queue is empty.
+    void close()
+    {
+        {
+            std::lock_guard<std::mutex> g(m);
+            closed = true;
+        }
+        cv.notify_all();
+    }
 };
 
 Task<void> stream_waiter(Loop& L, StreamCtx& c, int i)
@@ -418,10 +434,7 @@ TEST_CASE("await_foreign: completions racing the loop's turns", "[engine]")
     constexpr int kTotal = 8000;
     auto loop = make_loop();
     Loop& L = *loop;
-    StreamCtx c;
-    c.resumes.assign(kTotal, 0);
-    c.results.assign(kTotal, -1);
-    c.loop_thread = std::this_thread::get_id();
+    StreamCtx c(kTotal);
     std::vector<std::thread> threads;
     for (int t = 0; t < 8; t++)
         threads.emplace_back([&c] { stream_worker(c); });
@@ -434,11 +447,7 @@ TEST_CASE("await_foreign: completions racing the loop's turns", "[engine]")
         }
         co_await tg.join();
     }(L, c));
-    {
-        std::lock_guard<std::mutex> g(c.m);
-        c.closed = true;
-    }
-    c.cv.notify_all();
+    c.close();
     for (auto& t : threads)
         t.join();
     CHECK(c.wrong_thread == 0);
@@ -474,10 +483,7 @@ TEST_CASE("gathered foreign completions: each waiter resumes once, and the loop 
 {
     auto loop = make_loop();
     Loop& L = *loop;
-    StreamCtx c;
-    c.resumes.assign(kGatherTotal, 0);
-    c.results.assign(kGatherTotal, -1);
-    c.loop_thread = std::this_thread::get_id();
+    StreamCtx c(kGatherTotal);
     // One completer, in order, at its own pace: the pace only decides how
     // many completions each gathering window holds, never the outcome.
     std::thread completer([&c] { stream_worker(c, 100us); });
@@ -487,11 +493,7 @@ TEST_CASE("gathered foreign completions: each waiter resumes once, and the loop 
             tg.spawn(gather_waiter(l, ctx));
         co_await tg.join();
     }(L, c));
-    {
-        std::lock_guard<std::mutex> g(c.m);
-        c.closed = true;
-    }
-    c.cv.notify_all();
+    c.close();
     completer.join();
     CHECK(c.wrong_thread == 0);
     CHECK(resumed_not_once(c.resumes) == 0);
@@ -513,22 +515,15 @@ TEST_CASE("the inbox wait: one multishot poll for many wake-ups, or a read re-ar
     Loop& L = *loop;
     if (!L.uses_io_uring())
         return;  // worker loops wait in ppoll (tests/no_uring_test.cpp)
-    StreamCtx c;
     constexpr int kTotal = 200;
-    c.resumes.assign(kTotal, 0);
-    c.results.assign(kTotal, -1);
-    c.loop_thread = std::this_thread::get_id();
+    StreamCtx c(kTotal);
     std::thread completer([&c] { stream_worker(c); });
     // One at a time: each completion finds the inbox empty and signals it.
     sync_wait(L, [](Loop& l, StreamCtx& ctx) -> Task<void> {
         for (int i = 0; i < kTotal; i++)
             co_await stream_waiter(l, ctx, i);
     }(L, c));
-    {
-        std::lock_guard<std::mutex> g(c.m);
-        c.closed = true;
-    }
-    c.cv.notify_all();
+    c.close();
     completer.join();
     CHECK(resumed_not_once(c.resumes) == 0);
     CHECK(results_not_their_own(c.results) == 0);
