@@ -425,7 +425,7 @@ Result<void> apply_option(JobSpec& job, string_view key_in, const std::optional<
         job.percentiles = std::move(*p);
     } else if (key == "time_based" || key == "direct" || key == "buffered" ||
                key == "randrepeat" || key == "norandommap" || key == "group_reporting" || key == "stonewall" ||
-               key == "new_group" || key == "do_verify") {
+               key == "new_group" || key == "do_verify" || key == "busy_poll") {
         auto b = parse_flag(where, key_in, value);
         if (!b)
             return b.error();
@@ -445,6 +445,8 @@ Result<void> apply_option(JobSpec& job, string_view key_in, const std::optional<
             job.stonewall = *b;
         else if (key == "new_group")
             job.new_group = *b;
+        else if (key == "busy_poll")
+            job.busy_poll = *b;
         else
             job.do_verify = *b;
     } else if (const char* why = fio_ignored_job_option(key)) {
@@ -766,6 +768,9 @@ Job options:
   randrepeat=BOOL   same random offsets on every run (default 1)
   randseed=N        seed of the random offsets
   norandommap       random offsets may repeat (default: each block once per pass)
+  busy_poll=BOOL    while requests are in flight the job's loop yields the CPU
+                    and looks again instead of sleeping (fio's rbd option of
+                    that name): lower latency for a busy CPU (default 0)
   verify=crc32c     writes carry a checked header; reads verify it; write-only
                     jobs read their region back afterwards (do_verify=0: don't)
   percentile_list=P:P:...  latency percentiles to report

@@ -65,6 +65,7 @@ struct JobSpec {
     unsigned fsync = 0;             // flush after every N writes; 0: never
     bool randrepeat = true;
     bool norandommap = false;       // random offsets with repeats, not each block once
+    bool busy_poll = false;         // the job's loop polls instead of sleeping (Loop::set_polling)
     std::optional<uint64_t> randseed;
     bool verify = false;            // verify=crc32c
     bool do_verify = true;          // verify phase after a write-only job

@@ -358,8 +358,10 @@ Task<void> job_main(Loop& loop, JobCtx& c)
     c.next_slot_at = c.epoch + ((start - c.epoch) / c.slot_ns + 1) * c.slot_ns;
     update_next_event(c);
 
+    loop.set_polling(s.busy_poll);
     co_await run_phase(c);
     uint64_t end = now_ns();
+    loop.set_polling(false);
     uint64_t active = end > c.stats_from ? end - c.stats_from : 0;
     if (rw_reads(s.rw))
         c.out->dir[kRead].runtime_ns = active;
@@ -484,6 +486,7 @@ void run_job(const PreparedJob& job, unsigned clone, uint64_t epoch_ns, JobProgr
         out.error_msg = fmt::format("{}: {}", s.name, loop.error().message);
     } else {
         sync_wait(**loop, job_main(**loop, c));
+        out.polls = (*loop)->polls();
         finish_slots(c);
     }
     getrusage(RUSAGE_THREAD, &ru1);

@@ -47,6 +47,7 @@ struct JobResult {
     uint64_t end_ns = 0;        // ... and when the last request completed
     double usr_s = 0, sys_s = 0;  // CPU time of the job's thread
     uint64_t ctx = 0, majf = 0, minf = 0;
+    uint64_t polls = 0;         // loop turns that polled instead of sleeping (busy_poll)
     // Completions per time slot, per direction, counted from the run's
     // epoch; slot k covers [epoch + k*slot_ns, epoch + (k+1)*slot_ns).
     uint64_t epoch_ns = 0;

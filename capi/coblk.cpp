@@ -50,7 +50,6 @@ struct coblk_queue {
     uint32_t room = 0;  // done.size(), kept where the request path reads it
     int inflight = 0;
     bool closed = false;  // set with the device's Closed state
-    bool polling = false;
 };
 
 struct coblk_device {
@@ -656,10 +655,9 @@ int coblk_queue_do_io(struct coblk_queue* q, struct coblk_completion* completion
     // One turn without waiting: sends what was started, reaps what is there.
     loop.run_once(false);
     int n = collect(q, completions, max_completions);
+    // A polling queue's loop yields and looks again where it would sleep.
     while (n < min_completions && q->inflight > 0) {
-        if (q->polling) {
-            loop.run_once(false);
-        } else if (timeout) {
+        if (timeout) {
             int64_t left = deadline - now_ns();
             if (left <= 0)
                 break;
@@ -669,8 +667,6 @@ int coblk_queue_do_io(struct coblk_queue* q, struct coblk_completion* completion
             break;  // nothing can make progress
         }
         n += collect(q, completions + n, max_completions - n);
-        if (timeout && q->polling && now_ns() >= deadline)
-            break;
     }
     // Nothing may be left unsent: the program may now sleep on the fd.
     loop.settle();
@@ -693,7 +689,7 @@ int coblk_queue_set_polling(struct coblk_queue* q, bool enable)
     COBLK_GUARD_BEGIN
     if (int r = check_queue(q, "coblk_queue_set_polling"))
         return r;
-    q->polling = enable;
+    q->loop->set_polling(enable);
     return 0;
     COBLK_GUARD_END
 }

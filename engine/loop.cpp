@@ -1,5 +1,6 @@
 #include "engine/loop.h"
 
+#include <sched.h>
 #include <sys/syscall.h>
 #include <poll.h>
 #include <unistd.h>
@@ -458,10 +459,17 @@ bool Loop::run_once(bool block, const __kernel_timespec* timeout)
     drain_inbox();
     run_ready();
     fill_sq();
-    bool idle = ready_.empty() && inbox_.empty();
-    if (block && idle) {
-        if (inflight_ == 0 && foreign_pending_ == 0 && queued_head_ == nullptr)
-            return false;
+    bool wait = block && ready_.empty() && inbox_.empty();
+    if (wait && inflight_ == 0 && foreign_pending_ == 0 && queued_head_ == nullptr)
+        return false;
+    if (wait && polling_) {
+        // Look again instead of sleeping: the inbox at the next turn's
+        // start, the ring's completions just below.
+        polls_.fetch_add(1, std::memory_order_relaxed);
+        sched_yield();
+        wait = false;
+    }
+    if (wait) {
         syscalls_++;
         int r;
         if (timeout && !(ring_.features & IORING_FEAT_EXT_ARG)) {

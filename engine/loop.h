@@ -20,6 +20,7 @@
 #include <liburing.h>
 #include <sys/uio.h>
 
+#include <atomic>
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
@@ -136,6 +137,17 @@ public:
     // own epoll loop). Any thread that may run the loop.
     void settle() noexcept;
 
+    // Polling: while operations are in flight and nothing is runnable, a
+    // turn that may wait gives the CPU up (sched_yield) and looks again
+    // instead of sleeping in the kernel. A completion is then taken without
+    // the wake-up of a sleeping thread, at the cost of a busy CPU
+    // (bench/RESULTS.md: RBD at depth 1). Off by default. Loop thread.
+    void set_polling(bool on) noexcept { polling_ = on; }
+    bool polling() const noexcept { return polling_; }
+    // Turns that polled instead of waiting. Any thread may read it (tests
+    // wait for the first poll before completing an operation).
+    uint64_t polls() const noexcept { return polls_.load(std::memory_order_relaxed); }
+
     // Completions handed over from foreign threads land here.
     Inbox& inbox() noexcept { return inbox_; }
 
@@ -227,6 +239,8 @@ private:
     uint64_t inbox_wait_arms_ = 0;
     uint64_t inbox_wakeups_ = 0;
     uint64_t syscalls_ = 0;
+    bool polling_ = false;
+    std::atomic<uint64_t> polls_{0};
     bool defer_taskrun_ = false;  // completions are posted only when we ask for events
     bool ring_disabled_ = false;  // enabled by the first run_once, on the loop's thread
 

@@ -5,6 +5,7 @@
 // ppoll on the inbox eventfd. QEMU's aio=threads is the same idea.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
@@ -189,11 +190,16 @@ bool Loop::run_once_workers(bool block, const __kernel_timespec* timeout)
     run_ready();
     fill_workers();
     fire_timers();
-    bool idle = ready_.empty() && inbox_.empty();
-    if (block && idle) {
-        if (inflight_ == 0 && foreign_pending_ == 0 && queued_head_ == nullptr &&
-            timers_.empty())
-            return false;
+    bool wait = block && ready_.empty() && inbox_.empty();
+    if (wait && inflight_ == 0 && foreign_pending_ == 0 && queued_head_ == nullptr &&
+        timers_.empty())
+        return false;
+    if (wait && polling_) {
+        polls_.fetch_add(1, std::memory_order_relaxed);
+        sched_yield();
+        wait = false;
+    }
+    if (wait) {
         int64_t wait_ns = -1;
         if (timeout)
             wait_ns = int64_t(timeout->tv_sec) * 1000000000 + timeout->tv_nsec;

@@ -209,9 +209,11 @@ COBLK_API int coblk_queue_do_io(struct coblk_queue *q, struct coblk_completion *
 COBLK_API int coblk_queue_get_fd(struct coblk_queue *q);
 
 /*
- * Polling mode: coblk_queue_do_io() spins on the ring instead of sleeping,
- * for the lowest latency at the cost of a busy CPU.  Default off.  Returns 0
- * or -EINVAL/-EBADF.  The queue's thread.
+ * Polling mode: while requests are in flight, coblk_queue_do_io() (and any
+ * other wait on the queue) does not sleep in the kernel: it gives the CPU
+ * up with sched_yield() and looks for completions again, for the lowest
+ * latency at the cost of a busy CPU.  Default off.  Returns 0 or
+ * -EINVAL/-EBADF.  The queue's thread.
  */
 COBLK_API int coblk_queue_set_polling(struct coblk_queue *q, bool enable);
 

@@ -26,6 +26,7 @@
 #include "bench/progress.h"
 #include "bench/report.h"
 #include "bench/report_units.h"
+#include "tests/helpers.h"
 #include "bench/target_check.h"
 #include "bench/verify_block.h"
 
@@ -413,6 +414,8 @@ TEST_CASE("command-line options form one job with fio's names", "[bench]")
     CHECK(must_parse({"--filename=x", "--rw=readwrite"}).jobs[0].rw == Rw::ReadWrite);
     CHECK_FALSE(must_parse({"--filename=x", "--time_based=0"}).jobs[0].time_based);
     CHECK_FALSE(must_parse({"--filename=x", "--buffered=1"}).jobs[0].direct);
+    CHECK(must_parse({"--filename=x", "--busy_poll"}).jobs[0].busy_poll);
+    CHECK_FALSE(must_parse({"--filename=x"}).jobs[0].busy_poll);
     CHECK(must_parse({"--filename=x", "--plot", "p.svg"}).plot == "p.svg");
     CHECK(must_parse({"--help"}).help);
 }
@@ -446,6 +449,7 @@ TEST_CASE("bad option values are refused naming the key and value", "[bench]")
     CHECK_THAT(err("--size=50%"), Catch::Contains("size=50%"));
     CHECK_THAT(err("--verify=md5"), Catch::Contains("verify=md5"));
     CHECK_THAT(err("--time_based=maybe"), Catch::Contains("time_based=maybe"));
+    CHECK_THAT(err("--busy_poll=often"), Catch::Contains("busy_poll=often"));
     CHECK_THAT(err("--bs"), Catch::Contains("bs"));
     CHECK_THAT(err("--output-format=terse"), Catch::Contains("terse"));
 
@@ -911,6 +915,31 @@ TEST_CASE("a job stops after size bytes, and time_based jobs after runtime", "[b
     uint64_t took = t->end_ns - t->start_ns;
     CHECK(took >= 200000000ull);
     CHECK(took < 2000000000ull);
+}
+
+TEST_CASE("busy_poll: the job's loop polls while requests are in flight, and the data is right",
+          "[bench]")
+{
+    test::ScratchDir dir;
+    std::string path = dir.file("img");
+    {
+        std::vector<unsigned char> zeros(1 << 20, 0);
+        test::write_file(path, zeros.data(), zeros.size());
+    }
+    PreparedJob job;
+    // Each job writes every block once and reads it all back verified: the
+    // loop waits on io_uring for every request, and polls instead with
+    // busy_poll.
+    auto polled = run_one({"--name=p", "--filename=" + path, "--rw=randwrite", "--bs=4k",
+                           "--iodepth=4", "--verify=crc32c", "--busy_poll"}, job);
+    CHECK(polled->error == 0);
+    CHECK(polled->dir[kWrite].lat.count() == 256);
+    CHECK(polled->polls > 0);
+    auto slept = run_one({"--name=s", "--filename=" + path, "--rw=randwrite", "--bs=4k",
+                          "--iodepth=4", "--verify=crc32c"}, job);
+    CHECK(slept->error == 0);
+    CHECK(slept->dir[kWrite].lat.count() == 256);
+    CHECK(slept->polls == 0);
 }
 
 TEST_CASE("verify=crc32c writes a region, reads it back and catches corruption", "[bench]")
