@@ -15,6 +15,9 @@
 # sequential), and coblk is compared with qemu-img on it; coblk's random
 # figure over qemu-img's sequential one is printed too. qemu-img's request
 # count is set so that it runs about SECONDS, from coblk's sequential rate.
+# At depth 1 each round also runs both tools polling for completions instead
+# of sleeping (coblk-bench and fio both call the option busy_poll), a
+# like-for-like comparison of that mode.
 set -euo pipefail
 build=${1:-build}
 rounds=${2:-5}
@@ -63,6 +66,7 @@ for rw in randread randwrite; do
     [[ $rw == randwrite ]] && dir=write wflag=(-w)
     for depth in 1 32; do
         c_all=() f_all=() s_all=() q_all=() cc_all=() fc_all=() sc_all=() qc_all=()
+        cp_all=() fp_all=() cpc_all=() fpc_all=()
         seq=${rw#rand}
         for ((i = 1; i <= rounds; i++)); do
             "${T[@]}" "$bench" --name=c --filename="$uri" --format=raw --rw="$rw" --bs=4k --iodepth="$depth" \
@@ -79,7 +83,19 @@ for rw in randread randwrite; do
             t=$("${T[@]}" qemu-img bench -f raw -t none -c "$count" -d "$depth" -s 4096 "${wflag[@]}" "$uri" 2>&1 |
                 sed -n 's/Run completed in \([0-9.]*\) seconds./\1/p')
             q=$(awk -v n="$count" -v s="$t" 'BEGIN {printf "%.0f", n / s}') qc=$(cpu_us "$count")
-            echo "$rw depth $depth round $i: coblk $c IOPS ${cc} us CPU/req, fio $f IOPS ${fc} us | $seq: coblk $sq IOPS ${sc} us, qemu-img $q IOPS ${qc} us (load $(cut -d' ' -f1 /proc/loadavg))"
+            poll=""
+            if ((depth == 1)); then
+                "${T[@]}" "$bench" --name=c --filename="$uri" --format=raw --rw="$rw" --bs=4k --iodepth=1 \
+                    --runtime="$secs" --time_based --busy_poll --output-format=json --output="$out" >/dev/null
+                cp=$(json_iops "$out" "$dir") cpc=$(cpu_us "$(json_ios "$out" "$dir")")
+                "${T[@]}" fio --name=f --ioengine=rbd --clientname=admin --pool="$pool" --rbdname="$img" \
+                    --rw="$rw" --bs=4k --iodepth=1 --runtime="$secs" --time_based --busy_poll=1 \
+                    --output-format=json --output="$out" >/dev/null
+                fp=$(json_iops "$out" "$dir") fpc=$(cpu_us "$(json_ios "$out" "$dir")")
+                cp_all+=("$cp") fp_all+=("$fp") cpc_all+=("$cpc") fpc_all+=("$fpc")
+                poll=" | busy_poll: coblk $cp IOPS ${cpc} us, fio $fp IOPS ${fpc} us"
+            fi
+            echo "$rw depth $depth round $i: coblk $c IOPS ${cc} us CPU/req, fio $f IOPS ${fc} us | $seq: coblk $sq IOPS ${sc} us, qemu-img $q IOPS ${qc} us$poll (load $(cut -d' ' -f1 /proc/loadavg))"
             c_all+=("$c") f_all+=("$f") s_all+=("$sq") q_all+=("$q")
             cc_all+=("$cc") fc_all+=("$fc") sc_all+=("$sc") qc_all+=("$qc")
         done
@@ -91,12 +107,16 @@ for rw in randread randwrite; do
         mfc=$(printf '%s\n' "${fc_all[@]}" | median)
         msc=$(printf '%s\n' "${sc_all[@]}" | median)
         mqc=$(printf '%s\n' "${qc_all[@]}" | median)
-        # range A B: the lowest and highest per-round ratio A[k]/B[k]
+        # range A B: the lowest and highest per-round ratio A[k]/B[k], and
+        # their median (the rounds pair the tools: each ran next to the other)
         range() {
             local -n x=$1 y=$2
-            for ((k = 0; k < rounds; k++)); do
+            local r
+            r=$(for ((k = 0; k < rounds; k++)); do
                 awk -v a="${x[$k]}" -v b="${y[$k]}" 'BEGIN {printf "%.3f\n", a / b}'
-            done | sort -g | sed -n '1p;$p' | paste -sd' ' | sed 's/ /../'
+            done | sort -g)
+            printf '%s, per-round median %s' "$(sed -n '1p;$p' <<<"$r" | paste -sd' ' | sed 's/ /../')" \
+                "$(median <<<"$r")"
         }
         awk -v rw="$rw" -v seq="$seq" -v d="$depth" -v c="$mc" -v f="$mf" -v s="$ms" -v q="$mq" \
             -v rf="$(range c_all f_all)" -v rq="$(range s_all q_all)" \
@@ -105,6 +125,14 @@ for rw in randread randwrite; do
           printf "%s depth %s median: coblk %.0f, qemu-img %.0f IOPS: coblk/qemu-img %.3f (%s); coblk %s / qemu-img %s %.3f\n",
                  seq, d, s, q, s / q, rq, rw, seq, c / q
           printf "%s depth %s median CPU us/req: coblk %s, fio %s (%s: coblk %s, qemu-img %s)\n", rw, d, cc, fc, seq, sc, qc }'
+        if ((depth == 1)); then
+            awk -v rw="$rw" -v c="$(printf '%s\n' "${cp_all[@]}" | median)" \
+                -v f="$(printf '%s\n' "${fp_all[@]}" | median)" -v r="$(range cp_all fp_all)" \
+                -v cc="$(printf '%s\n' "${cpc_all[@]}" | median)" \
+                -v fc="$(printf '%s\n' "${fpc_all[@]}" | median)" 'BEGIN {
+              printf "%s depth 1 busy_poll median: coblk %.0f, fio %.0f IOPS: coblk/fio %.3f (%s); CPU us/req coblk %s, fio %s\n",
+                     rw, c, f, c / f, r, cc, fc }'
+        fi
     done
 done
 rm -f "$out" "$cpu"
