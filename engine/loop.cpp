@@ -405,6 +405,12 @@ int Loop::gather_wait() noexcept
     return r == -ETIME ? 0 : r;
 }
 
+void Loop::yield_for_poll() noexcept
+{
+    polls_.fetch_add(1, std::memory_order_relaxed);
+    sched_yield();
+}
+
 void Loop::reap() noexcept
 {
     constexpr unsigned kBatch = 64;
@@ -462,11 +468,10 @@ bool Loop::run_once(bool block, const __kernel_timespec* timeout)
     bool wait = block && ready_.empty() && inbox_.empty();
     if (wait && inflight_ == 0 && foreign_pending_ == 0 && queued_head_ == nullptr)
         return false;
+    // A polling loop looks again instead of sleeping: the inbox at the
+    // next turn's start, the ring's completions just below.
     if (wait && polling_) {
-        // Look again instead of sleeping: the inbox at the next turn's
-        // start, the ring's completions just below.
-        polls_.fetch_add(1, std::memory_order_relaxed);
-        sched_yield();
+        yield_for_poll();
         wait = false;
     }
     if (wait) {

@@ -192,6 +192,9 @@ private:
     static void on_inbox_wait(UringOp* op);
     [[noreturn]] void stalled();
     int gather_wait() noexcept;
+    // A polling turn's step in place of a wait: counts it and gives the CPU
+    // up once; the turn then goes on without waiting. Loop thread.
+    void yield_for_poll() noexcept;
     // gather_wait's limits: gather only with this many such operations in
     // flight, resample their completion rate this often, and never wait a
     // window shorter than this (a timer costs more than it saves).

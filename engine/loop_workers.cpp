@@ -5,7 +5,6 @@
 // ppoll on the inbox eventfd. QEMU's aio=threads is the same idea.
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
@@ -195,8 +194,7 @@ bool Loop::run_once_workers(bool block, const __kernel_timespec* timeout)
         timers_.empty())
         return false;
     if (wait && polling_) {
-        polls_.fetch_add(1, std::memory_order_relaxed);
-        sched_yield();
+        yield_for_poll();
         wait = false;
     }
     if (wait) {
