@@ -26,9 +26,9 @@
 #include "bench/progress.h"
 #include "bench/report.h"
 #include "bench/report_units.h"
-#include "tests/helpers.h"
 #include "bench/target_check.h"
 #include "bench/verify_block.h"
+#include "tests/helpers.h"
 
 using namespace coblk;
 using namespace coblk::bench;
@@ -927,9 +927,9 @@ TEST_CASE("busy_poll: the job's loop polls while requests are in flight, and the
         test::write_file(path, zeros.data(), zeros.size());
     }
     PreparedJob job;
-    // Each job writes every block once and reads it all back verified: the
-    // loop waits on io_uring for every request, and polls instead with
-    // busy_poll.
+    // Each job writes every block once (then reads it back verified): in
+    // the write phase the loop waits on io_uring for every request, and
+    // polls instead with busy_poll.
     auto polled = run_one({"--name=p", "--filename=" + path, "--rw=randwrite", "--bs=4k",
                            "--iodepth=4", "--verify=crc32c", "--busy_poll"}, job);
     CHECK(polled->error == 0);
