@@ -170,6 +170,14 @@ memstore device bytes = $((STORE_GB << 30))
 # Page-set memstore is 2-3x faster than the default buffer list.
 memstore page set = true
 osd crush update on start = true
+# A read lease of 120 s instead of 16 (0.8 x osd heartbeat grace). Pacific's
+# OSD never re-checks a size-1 PG that went laggy: if the OSD was paused
+# past a PG's lease (a test freezes it with SIGSTOP) and handles a client op
+# before it renews the lease, that PG parks every later op for good (Ceph
+# tracker 61650; Debian 12's 16.2.15 has it). Renewals come every half
+# lease, so the pause must now last over 60 s. With one OSD no peer ever
+# waits out a lease, so a long one costs nothing here.
+osd pool default read lease ratio = 6
 EOF
 
 # --- keys: all made now and put in the mon's store at mkfs --------------------------

@@ -5,7 +5,9 @@
 #   COBLK_CEPH_STATE=<state dir>
 # in its environment, stop the cluster (ceph-down.sh) however CMD ends, and
 # exit with CMD's status (1 if the cluster does not start, 128+N on signal N).
-# Takes the same environment as ceph-up.sh.
+# Takes the same environment as ceph-up.sh. When CMD fails, it prints the
+# cluster's health and PG states to stderr, and with COBLK_CEPH_KEEP_LOGS=DIR
+# copies the daemons' logs to DIR before they are removed.
 #
 # The cluster's mon ports are fixed, so runs of this script take turns: each
 # holds /run/lock/coblk-ceph.lock from start to stop, waiting up to
@@ -37,6 +39,20 @@ if ! flock -n 8; then
 fi
 
 child=
+# report STATUS: CMD failed; show how the cluster stands (a wedged PG or a
+# down OSD shows here) and keep its logs in COBLK_CEPH_KEEP_LOGS if set,
+# before cleanup removes them. Each query is bounded: the cluster may not answer.
+report() {
+    echo "with-ceph: the command failed (status $1); the cluster as it stands:" >&2
+    timeout 20 ceph -c "$COBLK_CEPH_CONF" --connect-timeout 15 health detail >&2 2>&1 ||
+        echo "with-ceph: 'ceph health detail' did not answer" >&2
+    timeout 20 ceph -c "$COBLK_CEPH_CONF" --connect-timeout 15 pg stat >&2 2>&1 ||
+        echo "with-ceph: 'ceph pg stat' did not answer" >&2
+    if [[ -n ${COBLK_CEPH_KEEP_LOGS:-} ]]; then
+        mkdir -p "$COBLK_CEPH_KEEP_LOGS" && cp -a "$COBLK_CEPH_STATE/log/." "$COBLK_CEPH_KEEP_LOGS/" &&
+            echo "with-ceph: the daemons' logs are kept in $COBLK_CEPH_KEEP_LOGS" >&2
+    fi
+}
 cleanup() {
     "$here/ceph-down.sh" 8>&- || echo "with-ceph: ceph-down.sh failed" >&2
 }
@@ -62,4 +78,6 @@ export COBLK_CEPH_CONF
 "$@" <&0 8>&- &
 child=$!
 wait "$child"
-exit $?
+status=$?
+((status == 0)) || report "$status"
+exit $status
